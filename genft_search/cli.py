@@ -1,0 +1,304 @@
+"""``genft-search``: commands only. Each parses its flags, calls the library and prints the result.
+
+A ``UserError`` anywhere becomes one line on stderr and exit code 2; heavy modules (Ray, torch) are
+imported by the commands that need them, so ``--help`` and ``status`` answer fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from genft_search import __version__
+from genft_search.errors import UserError
+
+PROG = "genft-search"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (``genft-search run: error: ...``), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _storage_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", metavar="URL",
+                        help="study store URL (default: the study file's, else $GENFT_STORAGE, "
+                             "else sqlite:///genft_studies.db)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Hyperparameter search and ablations for GenFT on Ray Tune + "
+                                            "Optuna, with the study kept in an SQL store.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("run", help="run or resume the studies of a study file",
+                       description="Run the study file's studies (one per task); running it again "
+                                   "resumes them.")
+    p.add_argument("file", metavar="FILE", help="study file (YAML)")
+    _storage_flag(p)
+    p.add_argument("--n-trials", type=int, metavar="N", help="total finished trials per study "
+                                                             "(overrides budget)")
+    p.add_argument("--address", metavar="ADDR", help="address of an existing Ray cluster (default: local)")
+    p.add_argument("--allow-space-change", action="store_true",
+                   help="continue a study even though its search space or method changed")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+    p = sub.add_parser("validate", help="check a study file without running or writing anything",
+                       description="Check a study file, its data and its store, and say what run would do.")
+    p.add_argument("file", metavar="FILE", help="study file (YAML)")
+    _storage_flag(p)
+
+    p = sub.add_parser("status", help="list the studies in a store with their trial counts",
+                       description="List the studies in the store: finished/total, states, best value.")
+    _storage_flag(p)
+
+    p = sub.add_parser("best", help="show the best trial of a study",
+                       description="Show a study's best trial (or Pareto front) and its full trial config.")
+    p.add_argument("study", metavar="STUDY", help="study name (<name>/<task>, or <name> for one task)")
+    _storage_flag(p)
+    p.add_argument("--evaluate-test", action="store_true",
+                   help="retrain the best setting on train+val and evaluate it once on test")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("export", help="export a study's trials as CSV, JSON or a LaTeX table",
+                       description="Write a study's trials as CSV, JSON or a LaTeX (booktabs) table.")
+    p.add_argument("study", metavar="STUDY", help="study name (<name>/<task>, or <name> for one task)")
+    p.add_argument("--format", required=True, choices=("csv", "json", "latex"), help="output format")
+    _storage_flag(p)
+    p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard on the same store (127.0.0.1)",
+                       description="Serve optuna-dashboard for the store, bound to 127.0.0.1.")
+    _storage_flag(p)
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+
+    p = sub.add_parser("ablate", help="run an ablation study file (variants x seeds)",
+                       description="Run an ablation: a grid over GenFT variants and seeds around a "
+                                   "base setting.")
+    p.add_argument("file", metavar="FILE", help="ablation file (YAML)")
+    _storage_flag(p)
+    p.add_argument("--address", metavar="ADDR", help="address of an existing Ray cluster (default: local)")
+    p.add_argument("--out", metavar="DIR", help="folder for the ablation table")
+
+    p = sub.add_parser("report", help="write the offline HTML report of a study or ablation",
+                       description="Write an offline HTML report computed from the store.")
+    p.add_argument("name", metavar="STUDY_OR_ABLATION", help="study or ablation name")
+    _storage_flag(p)
+    p.add_argument("--out", metavar="DIR", help="output folder")
+
+    p = sub.add_parser("assets", help="prepare the built-in offline assets",
+                       description="Manage the built-in offline assets (small data and models).")
+    assets = p.add_subparsers(dest="assets_command", metavar="ACTION", parser_class=_Parser)
+    assets.required = True
+    q = assets.add_parser("prepare", help="build the built-in assets into the cache",
+                          description="Build the named built-in assets (all when none is named).")
+    q.add_argument("names", nargs="*", metavar="NAME", help="asset names (default: all)")
+    q.add_argument("--force", action="store_true", help="rebuild even if present")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------------
+# commands
+
+
+def _optional(module: str, what: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
+            raise UserError(f"{what}: not available in this installation (module {module} is "
+                            f"missing)") from None
+        raise
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from genft_search.config import load_study_config
+    from genft_search.tune import run_study
+
+    config = load_study_config(args.file)
+    studies = run_study(config, storage=args.storage, n_trials=args.n_trials, address=args.address,
+                        allow_space_change=args.allow_space_change, progress=not args.quiet)
+    from genft_search import store
+
+    for study in studies.values():
+        counts = store.state_counts(study)
+        best = store.best_trials(study)
+        shown = ""
+        if len(best) == 1 and best[0].value is not None:
+            shown = f", best {best[0].value:.6g} (trial {best[0].number})"
+        elif len(best) > 1:
+            shown = f", {len(best)} trials on the Pareto front"
+        print(f"{study.study_name}: {counts['finished']} finished ({counts['complete']} complete, "
+              f"{counts['pruned']} pruned, {counts['fail']} failed){shown}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from genft_search.config import load_study_config
+    from genft_search.tune import validate_study
+
+    config = load_study_config(args.file)
+    for line in validate_study(config, storage=args.storage):
+        print(line)
+    return 0
+
+
+def _open_existing(url_flag: str | None):
+    from genft_search import store
+
+    url = store.resolve_storage_url(url_flag)
+    return store.open_storage(url, create=False, source="--storage" if url_flag else "storage")
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import optuna
+
+    from genft_search import store
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rdb = _open_existing(args.storage)
+    names = store.study_names(rdb)
+    if not names:
+        print(f"no studies in {store.redact_url(rdb.url)}")
+        return 0
+    rows = [("study", "method", "finished", "complete", "pruned", "failed", "running", "best")]
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=rdb)
+        c = store.state_counts(study)
+        total = study.user_attrs.get("n_trials")
+        best = store.best_trials(study)
+        best_text = "-"
+        if len(best) == 1 and best[0].value is not None:
+            best_text = f"{best[0].value:.4g} (#{best[0].number})"
+        elif len(best) > 1:
+            best_text = f"{len(best)} Pareto"
+        rows.append((name, str(study.user_attrs.get("method", "-")), f"{c['finished']}/{total or '?'}",
+                     str(c["complete"]), str(c["pruned"]), str(c["fail"]), str(c["running"]), best_text))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    import optuna
+
+    from genft_search import store
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rdb = _open_existing(args.storage)
+    study = store.find_study(rdb, args.study)
+    best = store.best_trials(study)
+    if not best:
+        raise UserError(f"study: {study.study_name!r} has no complete trial yet; expected at least one")
+    out = []
+    for trial in best:
+        entry: dict[str, Any] = {"study": study.study_name, "trial": trial.number,
+                                 "values": trial.values, "params": trial.params,
+                                 "budget": trial.user_attrs.get("budget"),
+                                 "config": store.trial_config(study, trial)}
+        if args.evaluate_test:
+            from trainables import registry
+
+            metrics = registry.evaluate_test(entry["config"])
+            entry["test"] = metrics
+            study.set_user_attr("test_evaluation", {"trial": trial.number, "metrics": metrics})
+        out.append(entry)
+    if args.json:
+        print(json.dumps(out if len(out) > 1 else out[0], indent=2, default=str))
+        return 0
+    for entry in out:
+        values = ", ".join(f"{v:.6g}" for v in entry["values"])
+        print(f"{entry['study']}: trial {entry['trial']}: value {values} (budget {entry['budget']})")
+        for key, value in entry["params"].items():
+            print(f"  {key}: {value}")
+        if "test" in entry:
+            print("  test: " + ", ".join(f"{k}={v}" for k, v in entry["test"].items()))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import optuna
+
+    from genft_search import store
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rdb = _open_existing(args.storage)
+    study = store.find_study(rdb, args.study)
+    text = store.export_trials(study, args.format)
+    if args.out:
+        try:
+            with open(args.out, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise UserError(f"--out: cannot write {args.out}: {exc.strerror}; expected a writable "
+                            f"path") from None
+        print(args.out)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from genft_search import store
+
+    dashboard = _optional("optuna_dashboard", "dashboard")
+    rdb = _open_existing(args.storage)
+    print(f"optuna-dashboard for {store.redact_url(rdb.url)} on http://127.0.0.1:{args.port}/ "
+          f"(Ctrl-C stops it)",
+          flush=True)
+    dashboard.run_server(rdb, host="127.0.0.1", port=args.port)
+    return 0
+
+
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    ablation = _optional("genft_search.ablation", "ablate")
+    result = ablation.run_ablation(args.file, storage=args.storage, address=args.address, out_dir=args.out)
+    print(str(result))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    report = _optional("genft_search.report", "report")
+    path = report.write_report(args.name, storage=args.storage, out_dir=args.out)
+    print(path)
+    return 0
+
+
+def _cmd_assets(args: argparse.Namespace) -> int:
+    assets = _optional("trainables.assets", "assets")
+    paths = assets.prepare(args.names or None, force=args.force)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+_COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "status": _cmd_status, "best": _cmd_best,
+             "export": _cmd_export, "dashboard": _cmd_dashboard, "ablate": _cmd_ablate, "report": _cmd_report,
+             "assets": _cmd_assets}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``genft-search``; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except UserError as exc:
+        sys.stdout.flush()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return UserError.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Search-space presets and the paper's per-task settings, kept as YAML data."""

@@ -1,0 +1,551 @@
+"""The study store: Optuna's RDB storage, opened safely, plus what a resumable service needs on top.
+
+Everything that touches the database goes through here: URL resolution and redaction, SQLite in WAL
+mode with a busy timeout (one writer, concurrent readers), PostgreSQL schema creation under an
+advisory lock (several runners may start at once), a per-study lock so parallel runners never
+overshoot ``n_trials``, runner heartbeats, and recovery of trials orphaned by a dead runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import json
+import math
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from genft_search.errors import UserError
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "STORAGE_ENV",
+    "Runner",
+    "counted_trials",
+    "export_trials",
+    "find_study",
+    "open_storage",
+    "probe_storage",
+    "recover_stale_trials",
+    "redact_url",
+    "resolve_storage_url",
+    "state_counts",
+    "study_lock",
+    "trial_records",
+]
+
+DEFAULT_STORAGE = "sqlite:///genft_studies.db"
+STORAGE_ENV = "GENFT_STORAGE"
+SQLITE_BUSY_TIMEOUT_S = 60.0
+#: a runner on another host is presumed dead when its heartbeat is older than this
+HEARTBEAT_GRACE_S = 120.0
+HEARTBEAT_INTERVAL_S = 15.0
+
+# study and trial attribute keys (system attrs are invisible in the dashboard; user attrs are shown)
+ATTR_RUNNER = "genft:runner"
+ATTR_HEARTBEAT = "genft:heartbeat:"
+ATTR_FINGERPRINT = "space_fingerprint"
+ATTR_SPACE = "space"
+ATTR_METHOD = "method"
+ATTR_CONFIG = "config"
+ATTR_FAIL_REASON = "fail_reason"
+ATTR_REQUEUED = "requeued"
+ATTR_RETRY_OF = "retry_of"
+
+
+# ---------------------------------------------------------------------------------------------------
+# URLs
+
+
+def resolve_storage_url(cli: str | None = None, file: str | None = None) -> str:
+    """The storage to use: ``--storage``, else the study file's ``storage``, else ``$GENFT_STORAGE``,
+    else ``sqlite:///genft_studies.db``."""
+    for candidate in (cli, file, os.environ.get(STORAGE_ENV)):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    return DEFAULT_STORAGE
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to print and log)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        if parsed.password is not None:
+            return parsed.render_as_string(hide_password=True)
+        return url
+    except Exception:
+        # not parseable: hide anything between "://user:" and "@"
+        import re
+
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove the password of ``url`` from ``text`` (driver messages sometimes echo the DSN)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(url).password
+    except Exception:
+        password = None
+    text = " ".join(str(text).split())
+    if password:
+        text = text.replace(str(password), "***")
+    return text
+
+
+def _normalise(url: str) -> str:
+    """Use psycopg 3 for ``postgresql://`` URLs (the driver this project installs)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _sqlite_path(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+# ---------------------------------------------------------------------------------------------------
+# opening
+
+
+def open_storage(url: str, *, create: bool = True, source: str = "storage") -> RDBStorage:
+    """Open (and with ``create`` make) the study store at ``url``; problems are one ``UserError``.
+
+    SQLite files are switched to WAL with a busy timeout so readers never block the runner. With
+    ``create=False`` a missing SQLite file is an error instead of an empty new store.
+    PostgreSQL schema creation runs under an advisory lock, so runners starting together do not race.
+    """
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import make_url
+
+    url = _normalise(url)
+    shown = redact_url(url)
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception:
+        raise UserError(
+            f"{source}: {shown!r} is not a database URL; expected e.g. sqlite:///genft_studies.db or "
+            "postgresql+psycopg://user@host/db"
+        ) from None
+    if backend not in ("sqlite", "postgresql", "mysql"):
+        raise UserError(f"{source}: unsupported database {backend!r} in {shown}; expected sqlite or "
+                        f"postgresql")
+    engine_kwargs: dict[str, Any] = {}
+    path = _sqlite_path(url) if backend == "sqlite" else None
+    if backend == "sqlite":
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+        if path is not None:
+            if not path.exists() and not create:
+                raise UserError(f"{source}: no study store at {shown}; expected an existing SQLite file")
+            if not path.parent.is_dir():
+                raise UserError(f"{source}: folder {path.parent} of {shown} does not exist; "
+                                f"expected an existing folder")
+            if create:
+                _enable_wal(path, shown, source)
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+        if backend == "postgresql":
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        if backend == "postgresql":
+            with _pg_schema_lock(url, engine_kwargs):
+                return RDBStorage(url, engine_kwargs=engine_kwargs)
+        return RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (sa_exc.SQLAlchemyError, ImportError, OSError, RuntimeError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        text = str(reason).strip()
+        first = _scrub(text.splitlines()[0] if text else type(reason).__name__, url)
+        raise UserError(f"{source}: cannot open the study store {shown}: {first}") from None
+
+
+def probe_storage(url: str, source: str = "storage") -> RDBStorage | None:
+    """Check that the store at ``url`` is reachable without writing to it.
+
+    Returns the opened storage when it already holds Optuna tables (so existing studies can be
+    checked), None when it is reachable but empty or not created yet; ``UserError`` otherwise.
+    """
+    import sqlalchemy
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import make_url
+
+    url = _normalise(url)
+    shown = redact_url(url)
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception:
+        raise UserError(f"{source}: {shown!r} is not a database URL; expected e.g. "
+                        f"sqlite:///genft_studies.db") from None
+    if backend == "sqlite":
+        path = _sqlite_path(url)
+        if path is not None and not path.exists():
+            if not path.parent.is_dir():
+                raise UserError(f"{source}: folder {path.parent} of {shown} does not exist; "
+                                f"expected an existing folder")
+            return None
+    elif backend not in ("postgresql", "mysql"):
+        raise UserError(f"{source}: unsupported database {backend!r} in {shown}; expected sqlite or "
+                        f"postgresql")
+    connect_args = {"connect_timeout": 10} if backend == "postgresql" else {}
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args)
+    try:
+        with engine.connect() as conn:
+            has_tables = sqlalchemy.inspect(conn).has_table("studies")
+    except (sa_exc.SQLAlchemyError, ImportError, OSError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        text = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+        raise UserError(f"{source}: cannot open the study store {shown}: {_scrub(text, url)}") from None
+    finally:
+        engine.dispose()
+    if not has_tables:
+        return None
+    return open_storage(url, create=False, source=source)
+
+
+def _enable_wal(path: Path, shown: str, source: str) -> None:
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT_S)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        raise UserError(f"{source}: cannot open the study store {shown}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _pg_schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Iterator[None]:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        key = {"k": _lock_key("genft:schema")}
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), key)
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), key)
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
+    """Serialise "count, then ask" across runners of one study (PostgreSQL advisory lock, or a file lock
+    beside SQLite), so several runners stop at exactly ``n_trials``."""
+    import sqlalchemy
+
+    storage = getattr(storage, "_backend", storage)  # a study's storage is a cache around the RDB one
+    dialect = storage.engine.dialect.name
+    if dialect == "postgresql":
+        key = _lock_key(f"genft:study:{study_name}")
+        with storage.engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    path = _sqlite_path(storage.url) if dialect == "sqlite" else None
+    if path is None:
+        yield
+        return
+    digest = hashlib.sha256(f"{path.resolve()}::{study_name}".encode()).hexdigest()[:24]
+    lock_dir = Path(tempfile.gettempdir()) / "genft-search-locks"
+    lock_dir.mkdir(exist_ok=True)
+    with open(lock_dir / f"{digest}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------------------------------
+# runners and stale trials
+
+
+@dataclass(frozen=True)
+class Runner:
+    """The process that asks and tells trials; its id is stored on every trial it starts."""
+
+    host: str
+    pid: int
+    started: float
+
+    @property
+    def id(self) -> str:
+        return f"{self.host}:{self.pid}:{self.started:.2f}"
+
+    @classmethod
+    def current(cls) -> Runner:
+        return cls(socket.gethostname(), os.getpid(), _process_start(os.getpid()) or time.time())
+
+    @classmethod
+    def parse(cls, text: str) -> Runner | None:
+        try:
+            host, pid, started = str(text).rsplit(":", 2)
+            return cls(host, int(pid), float(started))
+        except ValueError:
+            return None
+
+    def alive_locally(self) -> bool | None:
+        """On this host: whether the process still runs (pid and start time match); elsewhere None."""
+        if self.host != socket.gethostname():
+            return None
+        started = _process_start(self.pid)
+        return started is not None and abs(started - self.started) < 0.05
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return round(psutil.Process(pid).create_time(), 2)
+    except Exception:
+        return None
+
+
+class Heartbeat:
+    """Writes this runner's heartbeat into each study it works on, from a daemon thread."""
+
+    def __init__(self, study: optuna.Study, runner: Runner, interval: float = HEARTBEAT_INTERVAL_S) -> None:
+        self._study, self._runner, self._interval = study, runner, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="genft-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self.beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def beat(self) -> None:
+        self._study._storage.set_study_system_attr(
+            self._study._study_id, ATTR_HEARTBEAT + self._runner.id, time.time()
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            with contextlib.suppress(Exception):
+                self.beat()
+
+
+def _runner_alive(runner_id: str | None, heartbeats: Mapping[str, Any], now: float, grace: float) -> bool:
+    if runner_id is None:
+        return False
+    runner = Runner.parse(runner_id)
+    if runner is not None:
+        local = runner.alive_locally()
+        if local is not None:
+            return local
+    beat = heartbeats.get(ATTR_HEARTBEAT + runner_id)
+    return isinstance(beat, (int, float)) and now - float(beat) < grace
+
+
+def recover_stale_trials(study: optuna.Study, grace: float = HEARTBEAT_GRACE_S) -> list[int]:
+    """Mark trials left RUNNING by a dead runner FAIL (reason in user attrs) and re-enqueue their
+    parameters once (a retry that is orphaned again is not re-enqueued). Returns the trial numbers.
+
+    A runner on this host is dead when its process is gone; one elsewhere when its heartbeat is older
+    than ``grace`` seconds. Runners that are alive keep their trials.
+    """
+    storage = study._storage
+    heartbeats = storage.get_study_system_attrs(study._study_id)
+    now = time.time()
+    recovered = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        runner_id = trial.system_attrs.get(ATTR_RUNNER)
+        if runner_id is None and trial.datetime_start is not None:
+            # not started by genft-search (or killed between ask and tag): stale once old enough
+            if now - trial.datetime_start.timestamp() < grace:
+                continue
+        elif _runner_alive(runner_id, heartbeats, now, grace):
+            continue
+        retry = ATTR_RETRY_OF in trial.user_attrs
+        reason = f"runner {runner_id or '(unknown)'} died while the trial was RUNNING"
+        try:
+            storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON, reason)
+            storage.set_trial_user_attr(trial._trial_id, ATTR_REQUEUED, not retry)
+            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue  # another runner recovered it first
+        if not retry:
+            study.enqueue_trial(dict(trial.params), user_attrs={ATTR_RETRY_OF: trial.number})
+        recovered.append(trial.number)
+    return recovered
+
+
+# ---------------------------------------------------------------------------------------------------
+# counting and reading
+
+
+def _counts_towards_budget(trial: FrozenTrial) -> bool:
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and not trial.user_attrs.get(ATTR_REQUEUED, False)
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Finished trials that count towards ``n_trials`` (a FAIL that was re-enqueued does not)."""
+    return sum(_counts_towards_budget(t) for t in study.get_trials(deepcopy=False))
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials per state (lower-case names), plus ``finished``: those counting towards ``n_trials``."""
+    out = {s.name.lower(): 0 for s in TrialState}
+    finished = 0
+    for trial in study.get_trials(deepcopy=False):
+        out[trial.state.name.lower()] += 1
+        finished += _counts_towards_budget(trial)
+    out["finished"] = finished
+    return out
+
+
+def study_names(storage: RDBStorage) -> list[str]:
+    return sorted(s.study_name for s in storage.get_all_studies())
+
+
+def find_study(storage: RDBStorage, name: str) -> optuna.Study:
+    """Load ``name`` exactly, or the only study ``name/<task>``; otherwise a ``UserError`` listing them."""
+    names = study_names(storage)
+    if name in names:
+        return optuna.load_study(study_name=name, storage=storage)
+    prefixed = [n for n in names if n.startswith(name + "/")]
+    if len(prefixed) == 1:
+        return optuna.load_study(study_name=prefixed[0], storage=storage)
+    shown = redact_url(storage.url)
+    if prefixed:
+        raise UserError(f"study: {name!r} has several tasks in {shown}; expected one of "
+                        f"{', '.join(prefixed)}")
+    raise UserError(f"study: no study {name!r} in {shown}; expected one of "
+                    f"{', '.join(names) or '(none yet)'}")
+
+
+def best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The best trial (single objective) or the Pareto front (several)."""
+    if len(study.directions) > 1:
+        return list(study.best_trials)
+    try:
+        return [study.best_trial]
+    except ValueError:
+        return []
+
+
+def trial_config(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    """The flat trial config a trainable received: the study's base config plus the trial's params."""
+    config = dict(study.user_attrs.get(ATTR_CONFIG) or {})
+    config.update(trial.params)
+    return config
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
+    """One flat row per trial: number, state, value(s), budget, duration, params, reason."""
+    rows = []
+    directions = study.directions
+    for t in study.get_trials(deepcopy=False):
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
+        if len(directions) == 1:
+            row["value"] = _number(t.value) if t.values else None
+        else:
+            for i in range(len(directions)):
+                row[f"value_{i}"] = _number(t.values[i]) if t.values else None
+        row["budget"] = t.user_attrs.get("budget")
+        row["duration_s"] = round(t.duration.total_seconds(), 3) if t.duration else None
+        for key, value in t.params.items():
+            row[f"params_{key}"] = value
+        if ATTR_FAIL_REASON in t.user_attrs:
+            row["fail_reason"] = t.user_attrs[ATTR_FAIL_REASON]
+        rows.append(row)
+    return rows
+
+
+def export_trials(study: optuna.Study, fmt: str) -> str:
+    """The study's trials as CSV, JSON, or a LaTeX (booktabs) table of the finished ones."""
+    rows = trial_records(study)
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    if fmt == "json":
+        payload = {"study": study.study_name, "directions": [d.name.lower() for d in study.directions],
+                   "user_attrs": study.user_attrs, "trials": rows}
+        return json.dumps(payload, indent=2, default=str) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+    if fmt == "latex":
+        return _latex(study, rows, columns)
+    raise UserError(f"export: --format: unknown format {fmt!r}; expected csv, json or latex")
+
+
+def _latex_cell(value: Any) -> str:
+    if value is None:
+        return "--"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value)
+    for char, repl in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+        text = text.replace(char, repl)
+    return text
+
+
+def _latex(study: optuna.Study, rows: list[dict[str, Any]], columns: list[str]) -> str:
+    keep = [c for c in columns if c not in ("fail_reason", "duration_s")]
+    done = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
+    header = " & ".join(_latex_cell(c.removeprefix("params_")) for c in keep)
+    lines = [
+        f"% trials of study {study.study_name}",
+        "\\begin{tabular}{" + "l" * len(keep) + "}",
+        "\\toprule",
+        header + " \\\\",
+        "\\midrule",
+        *(" & ".join(_latex_cell(r.get(c)) for c in keep) + " \\\\" for r in done),
+        "\\bottomrule",
+        "\\end{tabular}",
+    ]
+    return "\n".join(lines) + "\n"

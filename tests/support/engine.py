@@ -1,0 +1,50 @@
+"""Engine test helpers: paths, a valid toy study document, and the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+TESTS = Path(__file__).resolve().parents[1]
+REPO = TESTS.parent
+PG_HOST, PG_PORT, PG_DB = "127.0.0.1", 5432, "test"
+
+
+def toy_study(name: str, **overrides: Any) -> dict[str, Any]:
+    """A valid study document over the toy trainable (a small torch MLP, 4 epochs)."""
+    doc: dict[str, Any] = {
+        "name": name,
+        "model": {"name": "toy"},
+        "data": {"kind": "vtab1k", "tasks": ["a"]},
+        "trainable": "_toy_trainable:train",
+        "space": "none",
+        "params": {"lr": {"float": [0.01, 1.0], "log": True}, "width": {"choice": [4, 8, 16]}},
+        "fixed": {"epochs": 4},
+        "sampler": {"name": "tpe", "seed": 1},
+        "scheduler": {"name": "fifo"},
+        "budget": {"n_trials": 4},
+        "objective": {"metric": "val_top1", "direction": "maximize"},
+    }
+    for key, value in overrides.items():
+        if value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    return doc
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``genft-search ARGS`` in a subprocess (the real console entry point)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "genft_search", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout)
+
+
+def storage_of(url: str):
+    import optuna
+
+    return optuna.storages.RDBStorage(url)

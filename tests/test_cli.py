@@ -1,0 +1,190 @@
+"""The command line: help everywhere, one-line refusals of bad study files, and the read commands."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from support.engine import TESTS, run_cli, toy_study
+
+from genft_search.cli import main
+
+BAD_STUDIES = sorted((TESTS / "data" / "bad_studies").glob("*.yaml"))
+COMMANDS = ["run", "validate", "status", "best", "export", "dashboard", "ablate", "report", "assets"]
+
+
+def _expectation(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: <message part>'"
+    return first.removeprefix("# expect: ")
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS), ["assets", "prepare"]])
+def test_help_everywhere(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: genft-search" in capsys.readouterr().out
+
+
+def test_usage_mistakes_are_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the following arguments are required: FILE" in err
+
+
+@pytest.mark.parametrize("path", BAD_STUDIES, ids=[p.stem for p in BAD_STUDIES])
+def test_malformed_study_is_refused_in_one_line(path, tmp_path, monkeypatch, capsys):
+    """Each file of the corpus: exit 2, one line naming the problem, no traceback, nothing written."""
+    expect = _expectation(path)
+    db = tmp_path / "store.db"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENFT_STORAGE", f"sqlite:///{db}")
+    monkeypatch.delenv("GENFT_SURELY_UNSET_VARIABLE", raising=False)
+    for command in ("validate", "run"):
+        code = main([command, str(path)])
+        out, err = capsys.readouterr()
+        assert code == 2, (command, out, err)
+        assert err.startswith("genft-search: error: ") and err.count("\n") == 1, err
+        assert expect in err, err
+        assert "Traceback" not in out + err and "hunter2secret" not in out + err
+        assert not db.exists(), "a refused study must not create the store"
+        assert list(tmp_path.iterdir()) == [], "nothing may be written"
+
+
+def test_refusal_through_the_real_entry_point(tmp_path):
+    path = TESTS / "data" / "bad_studies" / "unreachable_database.yaml"
+    result = run_cli("run", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == "" and result.stderr.count("\n") == 1
+    assert "hunter2secret" not in result.stderr and "postgres:***@127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_secrets_are_not_printed(tmp_path, capsys):
+    url = "postgresql+psycopg://postgres:Sup3r-Secret@127.0.0.1:1/test"
+    assert main(["status", "--storage", url]) == 2
+    assert main(["export", "x", "--format", "csv", "--storage", url]) == 2
+    out, err = capsys.readouterr()
+    assert "Sup3r-Secret" not in out + err and err.count("\n") == 2
+
+
+def test_missing_command_modules_say_so(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "genft_search.report", None)
+    assert main(["report", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "report: not available" in err
+
+
+def test_read_commands_on_a_missing_store(tmp_path, capsys):
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    for args in (["status"], ["best", "x"], ["export", "x", "--format", "json"]):
+        assert main([*args, "--storage", missing]) == 2
+    err = capsys.readouterr().err
+    assert err.count("no study store") == 3
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_validate_a_good_file_writes_nothing(write_study, tmp_path, capsys):
+    db = tmp_path / "v.db"
+    path = write_study(toy_study("valid"))
+    assert main(["validate", str(path), "--storage", f"sqlite:///{db}"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"ok: {path}") and "valid/a (new)" in out
+    assert not db.exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# commands on a real study (one toy run shared by the tests below)
+
+
+@pytest.fixture(scope="module")
+def toy_store(tmp_path_factory, ray_local) -> tuple[str, Path]:
+    from genft_search.config import parse_study_config
+    from genft_search.tune import run_study
+
+    folder = tmp_path_factory.mktemp("cli")
+    url = f"sqlite:///{folder / 'cli.db'}"
+    doc = toy_study("cli", budget={"n_trials": 3}, fixed={"epochs": 2})
+    run_study(parse_study_config(doc, "cli.yaml"), storage=url, progress=False)
+    (folder / "cli.yaml").write_text(json.dumps(doc))
+    return url, folder
+
+
+@pytest.mark.slow
+def test_status_best_export(toy_store, capsys):
+    url, folder = toy_store
+    assert main(["status", "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert "cli/a" in out and "3/3" in out and "genft" in out
+
+    assert main(["best", "cli", "--storage", url, "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["study"] == "cli/a" and best["config"]["data"]["task"] == "a"
+    assert best["config"]["width"] == best["params"]["width"] and best["budget"] == 2
+
+    assert main(["export", "cli/a", "--format", "csv", "--storage", url]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 3 and {r["state"] for r in rows} == {"COMPLETE"}
+    assert max(float(r["value"]) for r in rows) == pytest.approx(best["values"][0])
+
+    target = folder / "t.tex"
+    assert main(["export", "cli/a", "--format", "latex", "--storage", url, "--out", str(target)]) == 0
+    assert "\\begin{tabular}" in target.read_text()
+    capsys.readouterr()
+
+    assert main(["best", "nope", "--storage", url]) == 2
+    assert "no study 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_validate_reports_resume_and_refuses_a_changed_space(toy_store, capsys):
+    url, folder = toy_store
+    doc = json.loads((folder / "cli.yaml").read_text())
+    assert main(["validate", str(folder / "cli.yaml"), "--storage", url]) == 0
+    assert "cli/a (resumes at 3 finished)" in capsys.readouterr().out
+    doc["params"]["lr"] = {"float": [0.001, 1.0], "log": True}
+    (folder / "changed.yaml").write_text(json.dumps(doc))
+    assert main(["run", str(folder / "changed.yaml"), "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert "another search space" in err and "--allow-space-change" in err and err.count("\n") == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_dashboard_serves_the_store_on_localhost(toy_store):
+    url, _ = toy_store
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "genft_search", "dashboard", "--storage", url,
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        body = None
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
+                    body = json.loads(response.read())
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.5)
+        assert body is not None, proc.stderr.read() if proc.poll() is not None else "no answer"
+        assert any(s["study_name"] == "cli/a" for s in body["study_summaries"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
