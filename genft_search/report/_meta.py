@@ -1,0 +1,52 @@
+"""What a report needs to know about a study, read from the user attrs the engine stores with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from genft_search import store
+
+__all__ = ["StudyMeta", "study_meta"]
+
+_TRIAL_KEYS = ("method", "model", "data", "protocol")
+
+
+@dataclass(frozen=True)
+class StudyMeta:
+    method: str | None = None
+    protocol: str | None = None
+    data_kind: str | None = None
+    data_root: str | None = None
+    task: str | None = None
+    model: str | None = None
+    metrics: list[str] = field(default_factory=list)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    """The study's fixed trial-config values (hyperparameters the search did not vary)."""
+
+
+def study_meta(study: optuna.Study) -> StudyMeta:
+    """Read the engine's study attrs; studies made elsewhere (plain Optuna) give what they can."""
+    attrs = study.user_attrs
+    config = attrs.get(store.ATTR_CONFIG) or {}
+    data = config.get("data") or {}
+    model = config.get("model") or {}
+    objectives = attrs.get("objective") or []
+    metrics = [o.get("metric", "objective") for o in objectives if isinstance(o, dict)]
+    task = (
+        attrs.get("task")
+        or data.get("task")
+        or (study.study_name.rsplit("/", 1)[-1] if "/" in study.study_name else None)
+    )
+    return StudyMeta(
+        method=attrs.get(store.ATTR_METHOD) or config.get("method"),
+        protocol=attrs.get("protocol") or config.get("protocol"),
+        data_kind=data.get("kind"),
+        data_root=data.get("root"),
+        task=task,
+        model=model.get("name") if isinstance(model, dict) else None,
+        metrics=metrics,
+        fixed={k: v for k, v in config.items() if k not in _TRIAL_KEYS},
+    )
