@@ -1,0 +1,282 @@
+"""Training-step benchmark of GenFT against LoRA, a frozen backbone and two slow GenFT references.
+
+A step is forward + backward + AdamW on the trainable parameters (method + head). Every variant of
+a model is measured in the same run, interleaved (in a fresh random order each round), and the
+median over the measured rounds is reported, because other processes share the CPU. Variants:
+
+- ``frozen``: backbone frozen, only the head trains (``attach_method("linear", ...)``);
+- ``lora``: PEFT LoRA rank 8 on q and v (``attach_method("lora", ...)``);
+- ``genft``: the library (``attach_method("genft", ...)``), a = 82, b = 2;
+- ``unfused`` / ``naive``: ``benchmarks/_reference_genft.py`` (per-matrix generator calls and a
+  separate x·ΔW matmul; the naive one also forms the d × d U = U2 U1ᵀ of the paper's Algorithm 1);
+- inference: a GenFT model after ``merge()`` against the frozen model, forward only.
+
+The last line is ``RESULT genft_over_lora=… genft_over_unfused=… naive_over_genft=…
+merged_over_frozen=…`` from the first model at batch 8. ``--quick`` is a reduced run (< 5 minutes
+on 2 CPU threads) printing the same line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _reference_genft import ReferenceSettings, attach_reference, trainable
+
+from genft_search.method import attach_method
+
+TRAIN_VARIANTS = ("frozen", "lora", "genft", "unfused", "naive")
+INFER_VARIANTS = ("frozen_infer", "merged_infer")
+INFER_REPS = 3
+NUM_CLASSES = 100
+# GenFT setting of the benchmark: the paper's caltech101 row (a = 82, b = 2, identity activations).
+GENFT_CONFIG = {"shared_dim": 82, "specific_dim": 2, "sigma1": "identity", "sigma2": "identity",
+                "init_a": "kaiming_uniform", "init_b": "kaiming_uniform", "w0_ratio": 1.0,
+                "scaling": 1.0, "dropout": 0.1}
+LORA_CONFIG = {"lora_r": 8, "lora_alpha": 8, "lora_dropout": 0.0}
+
+
+@dataclass
+class Plan:
+    """What one run measures: models with their batch sizes, rounds, threads."""
+
+    models: dict[str, tuple[int, ...]]
+    img_size: int = 224
+    warmup: int = 1
+    steps: int = 5
+    threads: int = 0
+    device: str = "cpu"
+    max_seconds: float = 0.0  # per model: no new round once the next would end past this (0: no limit)
+
+
+@dataclass
+class Runner:
+    """One model instance of one variant, ready to time a step on a given batch."""
+
+    name: str
+    model: nn.Module
+    step: Callable[[Tensor, Tensor], None]
+    params: int
+    samples: dict[int, list[float]] = field(default_factory=dict)  # wall seconds per step
+    cpu: dict[int, list[float]] = field(default_factory=dict)  # process CPU seconds (all threads)
+
+
+def _fresh_model(name: str, state: dict[str, Tensor] | None, img_size: int, device: str) -> nn.Module:
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, img_size=img_size)
+    if state is not None:
+        model.load_state_dict(state)
+    return model.to(device)
+
+
+def _train_step_fn(model: nn.Module, params: Sequence[nn.Parameter]) -> Callable[[Tensor, Tensor], None]:
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)
+
+    def step(x: Tensor, y: Tensor) -> None:
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def _infer_step_fn(model: nn.Module) -> Callable[[Tensor, Tensor], None]:
+    def step(x: Tensor, y: Tensor) -> None:
+        model.eval()
+        with torch.inference_mode():
+            model(x)
+
+    return step
+
+
+def _count(params: Iterable[nn.Parameter]) -> int:
+    return sum(p.numel() for p in params)
+
+
+def build_runners(model_name: str, img_size: int, device: str,
+                  variants: Sequence[str] = TRAIN_VARIANTS + INFER_VARIANTS) -> list[Runner]:
+    """One independent model per variant, all from the same backbone weights."""
+    state = _fresh_model(model_name, None, img_size, "cpu").state_dict()
+    runners: list[Runner] = []
+    frozen_model: nn.Module | None = None
+    settings = ReferenceSettings(**{k: v for k, v in GENFT_CONFIG.items() if not k.startswith("init")})
+    for variant in variants:
+        if variant == "frozen_infer" and frozen_model is not None:
+            model = frozen_model
+        else:
+            model = _fresh_model(model_name, state, img_size, device)
+        if variant in ("frozen", "frozen_infer"):
+            adapter = attach_method("linear", model, {})
+            frozen_model = model
+            params = list(adapter.trainable_parameters())
+            own = 0
+        elif variant == "lora":
+            adapter = attach_method("lora", model, LORA_CONFIG)
+            params, own = list(adapter.trainable_parameters()), adapter.num_parameters()
+        elif variant in ("genft", "merged_infer"):
+            adapter = attach_method("genft", model, GENFT_CONFIG)
+            params, own = list(adapter.trainable_parameters()), adapter.num_parameters()
+            if variant == "merged_infer":
+                model.eval()
+                adapter.merge()
+        else:
+            ref = attach_reference(model, variant, settings)
+            params, own = list(trainable(model)), _count(ref.parameters())
+        if variant in INFER_VARIANTS:
+            step = _infer_step_fn(model)
+        else:
+            step = _train_step_fn(model, params)
+        runners.append(Runner(variant, model, step, own))
+    return runners
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure(runners: Sequence[Runner], batches: Sequence[int], plan: Plan) -> None:
+    """Interleaved rounds: each round times one step of every variant at every batch size."""
+    gen = torch.Generator().manual_seed(0)
+    data = {b: (torch.randn(b, 3, plan.img_size, plan.img_size, generator=gen).to(plan.device),
+                torch.randint(0, NUM_CLASSES, (b,), generator=gen).to(plan.device)) for b in batches}
+    start = time.perf_counter()
+    rng = random.Random(0)
+    for rnd in range(plan.warmup + plan.steps):
+        for b in batches:
+            x, y = data[b]
+            order = list(runners)
+            # Inference steps are short, so one disturbance weighs more: time them INFER_REPS times.
+            order += [r for r in runners if r.name in INFER_VARIANTS] * (INFER_REPS - 1)
+            rng.shuffle(order)  # a fresh order per round: no variant always follows the same one
+            for r in order:
+                _sync(plan.device)
+                c0, t0 = time.process_time(), time.perf_counter()
+                r.step(x, y)
+                _sync(plan.device)
+                t1, c1 = time.perf_counter(), time.process_time()
+                if rnd >= plan.warmup:
+                    r.samples.setdefault(b, []).append(t1 - t0)
+                    r.cpu.setdefault(b, []).append(c1 - c0)
+        elapsed = time.perf_counter() - start
+        print(f"# round {rnd + 1}/{plan.warmup + plan.steps} done ({elapsed:.0f}s)",
+              file=sys.stderr, flush=True)
+        per_round = elapsed / (rnd + 1)
+        measured = rnd + 1 - plan.warmup
+        if plan.max_seconds and measured >= 1 and elapsed + per_round > plan.max_seconds:
+            if measured < plan.steps:
+                print(f"# time budget reached: {measured} measured steps instead of {plan.steps}",
+                      file=sys.stderr, flush=True)
+            return
+
+
+def _ratios(med: Callable[[str], float]) -> dict[str, float]:
+    g = med("genft")
+    return {"genft_over_lora": g / med("lora"), "genft_over_unfused": g / med("unfused"),
+            "naive_over_genft": med("naive") / g,
+            "merged_over_frozen": med("merged_infer") / med("frozen_infer")}
+
+
+def _fmt(ratios: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.3f}" for k, v in ratios.items())
+
+
+def run(plan: Plan, out: Callable[[str], None] = print) -> dict[str, float]:
+    """Measure the plan, print the table, return the RESULT ratios (first model, batch 8)."""
+    threads = plan.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    out(f"# torch {torch.__version__}, timm {timm.__version__}, device {plan.device}, threads {threads}, "
+        f"image {plan.img_size}², warmup {plan.warmup}, measured steps {plan.steps} (median); "
+        "wall = elapsed seconds, cpu = process CPU seconds (less sensitive to other processes)")
+    out(f"{'model':<22} {'batch':>5} {'variant':<13} {'own params':>10} {'wall s':>8} {'min s':>7} "
+        f"{'cpu s':>7} {'vs lora':>7} {'(cpu)':>6} {'vs frozen':>9} {'(cpu)':>6}")
+    rows: list[dict[str, object]] = []
+    result: dict[str, float] = {}
+    cpu_result: dict[str, float] = {}
+    for mi, (model_name, batches) in enumerate(plan.models.items()):
+        t_build = time.perf_counter()
+        runners = build_runners(model_name, plan.img_size, plan.device)
+        print(f"# {model_name}: built {len(runners)} variants in {time.perf_counter() - t_build:.1f}s",
+              file=sys.stderr, flush=True)
+        measure(runners, batches, plan)
+        by = {r.name: r for r in runners}
+        out(f"# {model_name}: {len(runners[0].samples[batches[0]])} measured steps per variant and batch")
+        for b in batches:
+            wall = {n: statistics.median(r.samples[b]) for n, r in by.items()}
+            cpu = {n: statistics.median(r.cpu[b]) for n, r in by.items()}
+            for r in runners:
+                n = r.name
+                if n in TRAIN_VARIANTS:
+                    rel = f"{wall[n] / wall['lora']:7.3f} {cpu[n] / cpu['lora']:6.3f} {'':9} {'':6}"
+                else:
+                    base, base_cpu = wall["frozen_infer"], cpu["frozen_infer"]
+                    rel = f"{'':7} {'':6} {wall[n] / base:9.3f} {cpu[n] / base_cpu:6.3f}"
+                out(f"{model_name:<22} {b:>5} {n:<13} {r.params:>10} {wall[n]:8.3f} {min(r.samples[b]):7.3f} "
+                    f"{cpu[n]:7.3f} {rel}")
+                rows.append({"model": model_name, "batch": b, "variant": n, "own_params": r.params,
+                             "median_s": wall[n], "median_cpu_s": cpu[n], "samples_s": r.samples[b],
+                             "samples_cpu_s": r.cpu[b]})
+            if mi == 0 and b == 8:
+                result, cpu_result = _ratios(wall.__getitem__), _ratios(cpu.__getitem__)
+        del runners, by
+    if path := os.environ.get("GENFT_BENCH_JSON"):
+        dump = {"rows": rows, "result": result, "cpu_result": cpu_result}
+        Path(path).write_text(json.dumps(dump, indent=1))
+    if not result:
+        raise SystemExit("the first model was not measured at batch 8; no RESULT line")
+    out(f"# same ratios from CPU time: {_fmt(cpu_result)}")
+    out(f"RESULT {_fmt(result)}")
+    return result
+
+
+def plan_from_args(argv: Sequence[str] | None = None) -> Plan:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="reduced run (< 5 min on 2 threads)")
+    ap.add_argument("--model", action="append", metavar="NAME[:B1,B2]",
+                    help="timm model and batch sizes (repeatable); the first one gives the RESULT line")
+    ap.add_argument("--steps", type=int, help="measured steps per variant (median)")
+    ap.add_argument("--warmup", type=int, help="unmeasured rounds first")
+    ap.add_argument("--img-size", type=int, default=224)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--max-seconds", type=float, help="time budget per model for the rounds "
+                    "(stops early, keeping at least one measured step; --quick: 200)")
+    args = ap.parse_args(argv)
+    if args.model:
+        models: dict[str, tuple[int, ...]] = {}
+        for spec in args.model:
+            name, _, bs = spec.partition(":")
+            models[name] = tuple(int(b) for b in bs.split(",")) if bs else (8,)
+    elif args.quick:
+        models = {"vit_base_patch16_224": (8,)}
+    else:
+        models = {"vit_base_patch16_224": (8, 32), "vit_small_patch16_224": (8, 32)}
+    steps = args.steps if args.steps is not None else (3 if args.quick else 5)
+    warmup = args.warmup if args.warmup is not None else 1
+    budget = args.max_seconds if args.max_seconds is not None else (200.0 if args.quick else 0.0)
+    return Plan(models=models, img_size=args.img_size, warmup=warmup, steps=steps,
+                threads=args.threads, device=args.device, max_seconds=budget)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(plan_from_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
