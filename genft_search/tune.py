@@ -17,7 +17,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -447,16 +447,39 @@ def _error_reason(trial: Any) -> str:
 
 
 def _ray_env(local: bool) -> None:
+    """Variables Ray reads when it starts (they must be set before ``ray.init``)."""
     if local:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
-    # Ctrl-C should stop the runner (trials re-enqueued), not only end one task's experiment
-    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000000")
-    os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "0")
+
+
+#: variables Ray Tune reads while an experiment runs; set only around our own ``Tuner.fit``
+_TUNE_ENV = {
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
+    # Ctrl-C should stop the runner (trials re-enqueued), not only end one task's experiment
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
+    # the store keeps every result; per-trial CSV/JSON/TensorBoard files would only fill the disk
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000000",
+    "RAY_TRAIN_ENABLE_STATE_TRACKING": "0",
+}
+
+
+@contextlib.contextmanager
+def _tune_env() -> Iterator[None]:
+    """Set :data:`_TUNE_ENV` (unless the user set them) for one experiment, then restore the environment.
+
+    Leaving them set would change how the caller's own Tuners behave afterwards (no result logs).
+    """
+    added = [key for key in _TUNE_ENV if key not in os.environ]
+    for key in added:
+        os.environ[key] = _TUNE_ENV[key]
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def _quiet_ray_loggers() -> None:
@@ -806,7 +829,8 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
             ),
         )
         try:
-            tuner.fit()
+            with _tune_env():
+                tuner.fit()
         except KeyboardInterrupt:
             searcher.abandon("the runner was interrupted")
             raise

@@ -1,7 +1,8 @@
 """Fixtures shared by the engine tests: study stores (SQLite, PostgreSQL), study files, Ray, the CLI.
 
-The tiny trainable in ``tests/_toy_trainable.py`` is importable by Ray workers and CLI subprocesses
-because this file puts ``tests/`` on ``PYTHONPATH`` before anything starts.
+``tests`` is a package, so test modules are ``tests.<path>`` and never shadow the project's own
+packages (``tests/trainables`` mirrors ``trainables``). The repository root goes on ``PYTHONPATH`` so
+that Ray workers and CLI subprocesses can import ``tests.support.toy_trainable``.
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from typing import Any
 import pytest
 import yaml
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from support.engine import PG_DB, PG_HOST, PG_PORT  # noqa: E402  (after sys.path is set)
+from tests.support.engine import PG_DB, PG_HOST, PG_PORT  # noqa: E402  (after sys.path is set)
 
 
 @pytest.fixture

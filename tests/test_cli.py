@@ -13,9 +13,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support.engine import TESTS, run_cli, toy_study
 
 from genft_search.cli import main
+from tests.support.engine import TESTS, run_cli, toy_study
 
 BAD_STUDIES = sorted((TESTS / "data" / "bad_studies").glob("*.yaml"))
 COMMANDS = ["run", "validate", "status", "best", "export", "dashboard", "ablate", "report", "assets"]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from support.engine import toy_study
 
 from genft_search.config import load_study_config, parse_duration
 from genft_search.errors import UserError
+from tests.support.engine import toy_study
 
 ISSUE_EXAMPLE = """
 name: vtab_structured

@@ -16,9 +16,9 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from support.engine import run_cli, toy_study
 
 from genft_search import store
+from tests.support.engine import run_cli, toy_study
 
 pytestmark = pytest.mark.slow
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -13,7 +13,8 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from support.engine import REPO, run_cli
+
+from tests.support.engine import REPO, run_cli
 
 pytestmark = pytest.mark.slow
 SMOKE = REPO / "studies" / "smoke.yaml"

@@ -7,7 +7,6 @@ from importlib import resources
 import optuna
 import pytest
 import yaml
-from support.engine import toy_study
 
 from genft_search.config import parse_study_config
 from genft_search.errors import UserError
@@ -19,6 +18,7 @@ from genft_search.space import (
     preset_names,
     space_difference,
 )
+from tests.support.engine import toy_study
 
 PAPER_KEYS = {"shared_dim", "specific_dim", "sigma1", "sigma2", "init_a", "init_b", "w0_ratio", "scaling",
               "dropout", "bias", "lr", "weight_decay", "label_smoothing"}

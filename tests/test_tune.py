@@ -10,13 +10,13 @@ from __future__ import annotations
 import optuna
 import pytest
 from optuna.trial import TrialState
-from support.engine import toy_study
 
 from genft_search import store
 from genft_search.config import parse_study_config
 from genft_search.errors import UserError
 from genft_search.space import paper_setting
 from genft_search.tune import run_study
+from tests.support.engine import toy_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
 

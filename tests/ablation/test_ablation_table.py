@@ -9,10 +9,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from support.ablation_studies import LAYERS, D, make_ablation_studies
 
 from genft_search.ablation import PAPER_ABLATION, ablation_table
 from genft_search.method import GenFTConfig, genft_num_parameters
+from tests.support.ablation_studies import LAYERS, D, make_ablation_studies
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ablation"))  # ablation_helpers
-
-from support.ablation_studies import make_ablation_studies
-from support.search_studies import make_search_study
+from tests.support.ablation_studies import make_ablation_studies
+from tests.support.search_studies import make_search_study
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

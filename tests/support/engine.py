@@ -19,7 +19,7 @@ def toy_study(name: str, **overrides: Any) -> dict[str, Any]:
         "name": name,
         "model": {"name": "toy"},
         "data": {"kind": "vtab1k", "tasks": ["a"]},
-        "trainable": "_toy_trainable:train",
+        "trainable": "tests.support.toy_trainable:train",
         "space": "none",
         "params": {"lr": {"float": [0.01, 1.0], "log": True}, "width": {"choice": [4, 8, 16]}},
         "fixed": {"epochs": 4},
