@@ -16,24 +16,18 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from genft_search.errors import UserError
+from trainables.data.builtin.cache import build_once, genft_home
+
+__all__ = ["BUILTIN", "asset_names", "builtin_vit_dir", "builtin_vtab_root", "ensure_builtin_vit",
+           "ensure_dsprites", "genft_home", "prepare"]
 
 BUILTIN = "builtin"
 DSPRITES_TASKS = ("dsprites_loc", "dsprites_ori")
 _DSPRITES_SEEDS = {"dsprites_loc": 1, "dsprites_ori": 2}
-_DONE = ".complete"
-
-
-def genft_home() -> Path:
-    """The cache folder for prepared assets."""
-    home = os.environ.get("GENFT_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".cache" / "genft-search"
 
 
 def builtin_vtab_root() -> Path:
@@ -43,30 +37,6 @@ def builtin_vtab_root() -> Path:
 
 def builtin_vit_dir() -> Path:
     return genft_home() / "models" / "vit_mnist"
-
-
-def _lock(path: Path):
-    from filelock import FileLock
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path) + ".lock")
-
-
-def _build(target: Path, force: bool, writer: Callable[[Path], None]) -> Path:
-    """Build ``target`` once: write into a temporary sibling, then rename (safe for parallel trials)."""
-    with _lock(target):
-        if (target / _DONE).is_file() and not force:
-            return target
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
-            writer(staging)
-            (staging / _DONE).write_text("ok\n")
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def _progress(total: int, desc: str):
@@ -89,7 +59,7 @@ def ensure_dsprites(task: str, force: bool = False) -> Path:
             dsprites.write_vtab_task(folder, task, seed=_DSPRITES_SEEDS[task])
             bar.update(1)
 
-    return _build(target, force, write)
+    return build_once(target, force, write)
 
 
 def ensure_builtin_vit(force: bool = False) -> Path:
@@ -101,7 +71,7 @@ def ensure_builtin_vit(force: bool = False) -> Path:
         with _progress(steps, "genft-search: pretraining the built-in ViT on MNIST") as bar:
             vit.pretrain(folder, steps=steps, progress=bar)
 
-    return _build(builtin_vit_dir(), force, write)
+    return build_once(builtin_vit_dir(), force, write)
 
 
 def _text_module():

@@ -13,6 +13,7 @@ import random
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from genft_search.errors import UserError
+
 STATE_FILE = "trial_state.pt"
+
+
+def trial_task(config: Mapping[str, Any]) -> str:
+    """The task a trial config trains: ``data.task``, or the only entry of ``data.tasks``."""
+    data = config.get("data") or {}
+    task = data.get("task")
+    if not task:
+        tasks = data.get("tasks") or []
+        if len(tasks) != 1:
+            raise UserError("data: task: missing; expected the task name of this trial")
+        task = tasks[0]
+    return str(task)
 
 
 def seed_everything(seed: int) -> None:

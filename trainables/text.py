@@ -29,8 +29,7 @@ import contextlib
 import math
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from torch.utils.data import DataLoader
 from genft_search.errors import UserError
 from trainables import common
 from trainables.data import glue
+from trainables.loop import TrainingRun
 
 PROTOCOLS = ("honest", "paper")
 BUILTIN_MODELS = ("builtin", "builtin:minilm")
@@ -167,15 +167,6 @@ def load_model(model_cfg: Mapping[str, Any], num_labels: int) -> tuple[nn.Module
 
 
 # -- data -------------------------------------------------------------------------------------------
-def _task(config: Mapping[str, Any]) -> str:
-    data = config.get("data") or {}
-    task = data.get("task")
-    if not task:
-        tasks = data.get("tasks") or []
-        if len(tasks) != 1:
-            raise UserError("data: task: missing; expected the task name of this trial")
-        task = tasks[0]
-    return str(task)
 
 
 def resolve_root(data_cfg: Mapping[str, Any], task: str) -> Path:
@@ -248,7 +239,7 @@ def build_splits(config: Mapping[str, Any], spec: glue.GlueTask, root: Path, set
 
 
 # -- one run ----------------------------------------------------------------------------------------
-class _Run:
+class _Run(TrainingRun):
     """Everything one training run needs, built from a trial config."""
 
     def __init__(self, config: Mapping[str, Any], final: bool = False) -> None:
@@ -258,12 +249,12 @@ class _Run:
         self.config = dict(config)
         self.settings = s = Settings.from_config(config)
         data_cfg = dict(config.get("data") or {})
-        self.task = _task(config)
+        self.task = common.trial_task(config)
         self.spec = glue.get_task(self.task, data_cfg)
         self.best_of_test = str(config.get("protocol", "honest")) == "paper" and not final
         root = resolve_root(data_cfg, self.task)
         splits = build_splits(config, self.spec, root, s, final)
-        self.prefix = splits.prefix
+        self.prefix, self.metric_name = splits.prefix, self.spec.metric_key
         common.seed_everything(s.seed)
         self.device, self.amp = common.device_and_amp()
         self.model, tokenizer = load_model(config.get("model") or {}, self.spec.num_labels)
@@ -294,39 +285,8 @@ class _Run:
         total = s.epochs * len(self.train_loader)
         warmup = math.ceil(s.warmup_ratio * total)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total)
-        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
-
-    # -- state for checkpoints -------------------------------------------------------------
-    def state(self, epoch: int, best: float) -> dict[str, Any]:
-        return {
-            "epoch": epoch,
-            "best": best,
-            "trainable": [p.detach().cpu().clone() for p in self.params],
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": common.rng_state(),
-            "shuffle": self.shuffle.get_state(),
-        }
-
-    def restore(self, state: Mapping[str, Any]) -> tuple[int, float]:
-        saved = state["trainable"]
-        if len(saved) != len(self.params) or any(a.shape != b.shape for a, b in zip(saved, self.params)):
-            raise RuntimeError("trial checkpoint does not match this trial's trainable parameters")
-        with torch.no_grad():
-            for param, value in zip(self.params, saved):
-                param.copy_(value.to(param.device))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        common.set_rng_state(state["rng"])
-        self.shuffle.set_state(state["shuffle"])
-        return int(state["epoch"]), float(state["best"])
-
-    # -- one epoch -------------------------------------------------------------------------
-    def _autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp)
+        self.setup_amp()
+        self.max_grad_norm = s.max_grad_norm
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
         if self.spec.is_regression:
@@ -336,29 +296,15 @@ class _Run:
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
-    def train_epoch(self, epoch: int) -> float:
-        s = self.settings
-        self.model.train()
-        total = torch.zeros((), device=self.device)
-        count = 0
-        for inputs, labels in self.train_loader:
-            inputs, labels = self._to_device(inputs), labels.to(self.device, non_blocking=True)
-            with self._autocast():
-                logits = self.model(**inputs).logits
-            loss = self._loss(logits, labels, s.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if s.max_grad_norm > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            total += loss.detach() * len(labels)
-            count += len(labels)
-        mean = total.item() / max(count, 1)
-        common.check_finite(mean, epoch)
-        return mean
+    def batch_loss(self, batch: Any) -> torch.Tensor:
+        inputs, labels = batch
+        inputs, labels = self._to_device(inputs), labels.to(self.device, non_blocking=True)
+        with self.autocast():
+            logits = self.model(**inputs).logits
+        return self._loss(logits, labels, self.settings.label_smoothing)
+
+    def after_step(self) -> None:
+        self.scheduler.step()  # linear warm-up and decay, per step
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -368,7 +314,7 @@ class _Run:
         loss_sum, count = 0.0, 0
         for inputs, labels in self.eval_loader:
             inputs, labels = self._to_device(inputs), labels.to(self.device, non_blocking=True)
-            with self._autocast():
+            with self.autocast():
                 logits = self.model(**inputs).logits.float()
             loss_sum += self._loss(logits, labels, 0.0).item() * len(labels)
             count += len(labels)
@@ -376,41 +322,6 @@ class _Run:
             labels_all.append(labels.cpu().numpy())
         metric = glue.compute_metric(self.spec, np.concatenate(outputs), np.concatenate(labels_all))
         return metric, loss_sum / max(count, 1)
-
-    def fit(self, report: Callable[[dict[str, Any], dict[str, Any]], None] | None,
-            resume: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Train for ``epochs``; call ``report(metrics, state)`` after each evaluated epoch."""
-        s = self.settings
-        start, best = (0, -math.inf) if resume is None else self.restore(resume)
-        method_params = int(self.adapter.num_parameters())
-        head_params = sum(p.numel() for p in self.params) - method_params
-        metrics: dict[str, Any] = {}
-        started = time.perf_counter()
-        for epoch in range(start + 1, s.epochs + 1):
-            train_loss = self.train_epoch(epoch)
-            if epoch % s.eval_every and epoch != s.epochs:
-                continue
-            value, loss = self.evaluate()
-            p = self.prefix
-            if not math.isfinite(loss):  # weights already broken: the metric would be noise
-                raise FloatingPointError(f"non-finite {p} loss ({loss}) at epoch {epoch}")
-            best = max(best, value)
-            metrics = {
-                "epoch": epoch,
-                "score": best if self.best_of_test else value,
-                f"{p}_{self.spec.metric_key}": value,
-                f"{p}_loss": loss,
-                "train_loss": train_loss,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "trainable_params": method_params,
-                "head_params": head_params,
-            }
-            if self.best_of_test:
-                metrics[f"best_test_{self.spec.metric_key}"] = best
-            if report is not None:
-                report(metrics, self.state(epoch, best))
-        metrics["seconds"] = time.perf_counter() - started
-        return metrics
 
 
 def train(config: dict[str, Any]) -> None:

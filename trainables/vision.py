@@ -29,8 +29,6 @@ Each evaluated epoch reports ``epoch``, ``score``, ``<split>_top1``, ``<split>_l
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +42,7 @@ from genft_search.errors import UserError
 from trainables import common
 from trainables.data import fgvc, vtab1k
 from trainables.data.transforms import Normalize, build_transform
+from trainables.loop import TrainingRun
 from trainables.models import build_model
 
 PROTOCOLS = ("honest", "paper")
@@ -159,18 +158,7 @@ def _materialize(dataset: Dataset, image_size: int, workers: int) -> Dataset:
     return TensorDataset(torch.cat(images), torch.cat(labels))
 
 
-def _task(config: Mapping[str, Any]) -> str:
-    data = config.get("data") or {}
-    task = data.get("task")
-    if not task:
-        tasks = data.get("tasks") or []
-        if len(tasks) != 1:
-            raise UserError("data: task: missing; expected the task name of this trial")
-        task = tasks[0]
-    return str(task)
-
-
-class _Run:
+class _Run(TrainingRun):
     """Everything one training run needs, built from a trial config."""
 
     def __init__(self, config: Mapping[str, Any], final: bool = False) -> None:
@@ -180,10 +168,11 @@ class _Run:
         self.settings = Settings.from_config(config)
         data_cfg = dict(config.get("data") or {})
         self.kind = _data_kind(data_cfg)
-        self.task = _task(config)
+        self.task = common.trial_task(config)
         self.protocol = str(config.get("protocol", "honest"))
         self.best_of_test = self.protocol == "paper" and not final  # the paper's reporting, labelled
         self.plan = _plan(self.kind, self.protocol, final)
+        self.prefix, self.metric_name = self.plan.prefix, "top1"
         root = resolve_root(data_cfg, self.task)
         common.seed_everything(self.settings.seed)
         self.device, self.amp = common.device_and_amp()
@@ -233,58 +222,17 @@ class _Run:
             warmup_lr_init=s.warmup_lr, cycle_decay=s.cycle_decay, t_in_epochs=True,
         )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=s.label_smoothing)
-        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.setup_amp()
 
-    # -- state for checkpoints -------------------------------------------------------------
-    def state(self, epoch: int, best: float) -> dict[str, Any]:
-        return {
-            "epoch": epoch,
-            "best": best,
-            "trainable": [p.detach().cpu().clone() for p in self.params],
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": common.rng_state(),
-            "shuffle": self.shuffle.get_state(),
-        }
+    def start_epoch(self, epoch: int) -> None:
+        self.scheduler.step(epoch - 1)  # timm's per-epoch cosine schedule
 
-    def restore(self, state: Mapping[str, Any]) -> tuple[int, float]:
-        saved = state["trainable"]
-        if len(saved) != len(self.params) or any(a.shape != b.shape for a, b in zip(saved, self.params)):
-            raise RuntimeError("trial checkpoint does not match this trial's trainable parameters")
-        with torch.no_grad():
-            for param, value in zip(self.params, saved):
-                param.copy_(value.to(param.device))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        common.set_rng_state(state["rng"])
-        self.shuffle.set_state(state["shuffle"])
-        return int(state["epoch"]), float(state["best"])
-
-    # -- one epoch -------------------------------------------------------------------------
-    def _autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp)
-
-    def train_epoch(self, epoch: int) -> float:
-        self.model.train()
-        total = torch.zeros((), device=self.device)
-        count = 0
-        for images, labels in self.train_loader:
-            images = self.normalize(images.to(self.device, non_blocking=True))
-            labels = labels.to(self.device, non_blocking=True)
-            with self._autocast():
-                loss = self.criterion(self.model(images), labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            total += loss.detach().float() * len(labels)
-            count += len(labels)
-        mean = total.item() / max(count, 1)
-        common.check_finite(mean, epoch)
-        return mean
+    def batch_loss(self, batch: Any) -> torch.Tensor:
+        images, labels = batch
+        images = self.normalize(images.to(self.device, non_blocking=True))
+        labels = labels.to(self.device, non_blocking=True)
+        with self.autocast():
+            return self.criterion(self.model(images), labels)
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -294,47 +242,12 @@ class _Run:
         for images, labels in self.eval_loader:
             images = self.normalize(images.to(self.device, non_blocking=True))
             labels = labels.to(self.device, non_blocking=True)
-            with self._autocast():
+            with self.autocast():
                 logits = self.model(images)
             loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
             correct += int((logits.argmax(dim=1) == labels).sum())
             count += len(labels)
         return 100.0 * correct / max(count, 1), loss_sum / max(count, 1)
-
-    def fit(self, report: Callable[[dict[str, Any], dict[str, Any]], None] | None,
-            resume: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Train for ``epochs``; call ``report(metrics, state)`` after each evaluated epoch."""
-        s = self.settings
-        start, best = (0, -math.inf) if resume is None else self.restore(resume)
-        method_params = int(self.adapter.num_parameters())
-        head_params = sum(p.numel() for p in self.params) - method_params
-        metrics: dict[str, Any] = {}
-        started = time.perf_counter()
-        for epoch in range(start + 1, s.epochs + 1):
-            self.scheduler.step(epoch - 1)
-            lr = self.optimizer.param_groups[0]["lr"]
-            train_loss = self.train_epoch(epoch)
-            if epoch % s.eval_every and epoch != s.epochs:
-                continue
-            top1, loss = self.evaluate()
-            best = max(best, top1)
-            p = self.plan.prefix
-            metrics = {
-                "epoch": epoch,
-                "score": best if self.best_of_test else top1,
-                f"{p}_top1": top1,
-                f"{p}_loss": loss,
-                "train_loss": train_loss,
-                "lr": lr,
-                "trainable_params": method_params,
-                "head_params": head_params,
-            }
-            if self.best_of_test:
-                metrics["best_test_top1"] = best
-            if report is not None:
-                report(metrics, self.state(epoch, best))
-        metrics["seconds"] = time.perf_counter() - started
-        return metrics
 
 
 def train(config: dict[str, Any]) -> None:

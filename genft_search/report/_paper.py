@@ -17,58 +17,14 @@ import yaml
 __all__ = ["paper_configs_path", "paper_result", "paper_setting"]
 
 _REPO = Path(__file__).resolve().parents[2]
-_VTAB_COLUMNS = (
-    "w0_ratio",
-    "init_a",
-    "init_b",
-    "sigma1",
-    "sigma2",
-    "shared_dim",
-    "specific_dim",
-    "dropout",
-    "scaling",
-    "label_smoothing",
-    "lr",
-    "weight_decay",
-    "epochs",
-    "minutes",
-    "paper_top1",
-    "num_classes",
-    "group",
-)
-_FGVC_COLUMNS = (
-    "w0_ratio",
-    "init_a",
-    "init_b",
-    "sigma1",
-    "sigma2",
-    "shared_dim",
-    "specific_dim",
-    "dropout",
-    "scaling",
-    "lr",
-    "minutes",
-    "paper_top1",
-    "num_classes",
-)
-_GLUE_COLUMNS = (
-    "w0_ratio",
-    "init_a",
-    "init_b",
-    "sigma1",
-    "sigma2",
-    "shared_dim",
-    "specific_dim",
-    "dropout",
-    "scaling",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "minutes",
-    "gpu_mem_gb",
-    "paper_score",
-    "metric",
-)
+#: the GenFT hyperparameters every table of the paper's Appendix B starts with, in its order
+_GENFT_COLUMNS = ("w0_ratio", "init_a", "init_b", "sigma1", "sigma2", "shared_dim", "specific_dim", "dropout",
+                  "scaling")
+_VTAB_COLUMNS = (*_GENFT_COLUMNS, "label_smoothing", "lr", "weight_decay", "epochs", "minutes", "paper_top1",
+                 "num_classes", "group")
+_FGVC_COLUMNS = (*_GENFT_COLUMNS, "lr", "minutes", "paper_top1", "num_classes")
+_GLUE_COLUMNS = (*_GENFT_COLUMNS, "batch_size", "lr", "weight_decay", "minutes", "gpu_mem_gb", "paper_score",
+                 "metric")
 _COLUMNS = {"vtab1k": _VTAB_COLUMNS, "fgvc": _FGVC_COLUMNS, "glue": _GLUE_COLUMNS}
 _NOT_SETTINGS = {"minutes", "paper_top1", "paper_score", "num_classes", "group", "metric", "gpu_mem_gb"}
 _CODES = {

@@ -96,24 +96,23 @@ def test_generate_delta_matches_naive_spec(ablation, ratio_on, layout, bias):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12, msg=f"{sigma1}/{sigma2}")
 
 
-def test_closed_form_vit_defaults():
-    """Identity activations, ratio on the generator, transposed layout: ΔW = s r⁴ M2 W0 M1ᵀ."""
+@pytest.mark.parametrize(
+    ("ratio_on", "layout", "r", "s", "closed_form"),
+    [
+        # ViT defaults: ΔW = s r⁴ M2 W0 M1ᵀ
+        ("generator", "transposed", 1.4, 0.6, lambda m, w0, r, s: s * r**4 * m[2] @ w0 @ m[1].T),
+        # text defaults: ΔW = s r M1 W0ᵀ M2ᵀ
+        ("w0", "linear", 0.2, 0.05, lambda m, w0, r, s: s * r * m[1] @ w0.T @ m[2].T),
+    ],
+    ids=["vit_defaults", "text_defaults"],
+)
+def test_closed_form_with_identity_activations(ratio_on, layout, r, s, closed_form):
+    """Identity activations: ΔW is the closed form of the spec, with M_k = Q_k P_k + B A."""
     w0, p, q, a_mat, b_mat, _ = _factors(d=12, a=5, b=2, seed=3)
-    r, s = 1.4, 0.6
     m = {k: q[k] @ p[k] + b_mat @ a_mat for k in (1, 2)}
     got = generate_delta(w0, p[1], q[1], p[2], q[2], a_mat, b_mat, w0_ratio=r, scaling=s,
-                         ratio_on="generator", delta_layout="transposed")
-    torch.testing.assert_close(got, s * r**4 * m[2] @ w0 @ m[1].T, rtol=1e-10, atol=1e-12)
-
-
-def test_closed_form_text_defaults():
-    """Identity activations, ratio on W0, linear layout: ΔW = s r M1 W0ᵀ M2ᵀ."""
-    w0, p, q, a_mat, b_mat, _ = _factors(d=12, a=5, b=2, seed=4)
-    r, s = 0.2, 0.05
-    m = {k: q[k] @ p[k] + b_mat @ a_mat for k in (1, 2)}
-    got = generate_delta(w0, p[1], q[1], p[2], q[2], a_mat, b_mat, w0_ratio=r, scaling=s,
-                         ratio_on="w0", delta_layout="linear")
-    torch.testing.assert_close(got, s * r * m[1] @ w0.T @ m[2].T, rtol=1e-10, atol=1e-12)
+                         ratio_on=ratio_on, delta_layout=layout)
+    torch.testing.assert_close(got, closed_form(m, w0, r, s), rtol=1e-10, atol=1e-12)
 
 
 def test_empty_factors_mean_zero_dims():

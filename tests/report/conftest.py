@@ -43,24 +43,13 @@ def chromium() -> str:
     if apt:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        try:
-            subprocess.run(
-                [*sudo, apt, "install", "-y", "--no-install-recommends", "chromium"],
-                env=env,
-                check=True,
-                capture_output=True,
-                timeout=600,
-            )
-        except (subprocess.SubprocessError, OSError):
-            try:  # stale package lists
-                subprocess.run([*sudo, apt, "update"], env=env, check=True, capture_output=True, timeout=300)
-                subprocess.run(
-                    [*sudo, apt, "install", "-y", "--no-install-recommends", "chromium"],
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                    timeout=600,
-                )
+        install = [*sudo, apt, "install", "-y", "--no-install-recommends", "chromium"]
+        steps = ([install], [[*sudo, apt, "update"], install])  # the second try refreshes stale lists
+        for commands in steps:
+            try:
+                for command in commands:
+                    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+                break
             except (subprocess.SubprocessError, OSError) as exc:
                 reason = f"apt-get install chromium failed: {exc}"
         found = _find_chromium()

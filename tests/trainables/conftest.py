@@ -60,3 +60,15 @@ def fgvc_root(tmp_path: Path) -> Path:
             Image.fromarray(np.full((20, 30, 3), 100, np.uint8)).save(images / rel)
         (root / "CUB_200_2011" / f"{split}.json").write_text(json.dumps(mapping))
     return root
+
+
+@pytest.fixture(autouse=True)
+def _local_session():
+    """Plain-Python runs record into ``common.LOCAL_SESSION``: start each test empty and quiet."""
+    from trainables import common
+
+    common.LOCAL_SESSION.reset()
+    common.LOCAL_SESSION.verbose = False
+    yield
+    common.LOCAL_SESSION.reset()
+    common.LOCAL_SESSION.verbose = True

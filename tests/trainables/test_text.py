@@ -58,15 +58,6 @@ def _config(root: Path, task: str = "sst2", **overrides: Any) -> dict[str, Any]:
     return config
 
 
-@pytest.fixture(autouse=True)
-def _local_session():
-    common.LOCAL_SESSION.reset()
-    common.LOCAL_SESSION.verbose = False
-    yield
-    common.LOCAL_SESSION.reset()
-    common.LOCAL_SESSION.verbose = True
-
-
 def test_genft_on_minilm_learns_and_reports_each_epoch(sst_root: Path) -> None:
     from genft_search.method import genft_num_parameters
 

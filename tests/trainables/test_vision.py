@@ -24,15 +24,6 @@ def _config(root: Path, task: str = "eurosat", **overrides: Any) -> dict[str, An
     return config
 
 
-@pytest.fixture(autouse=True)
-def _local_session():
-    common.LOCAL_SESSION.reset()
-    common.LOCAL_SESSION.verbose = False
-    yield
-    common.LOCAL_SESSION.reset()
-    common.LOCAL_SESSION.verbose = True
-
-
 @pytest.fixture
 def band_root(tmp_path: Path, make_vtab_task) -> Path:
     """4 brightness bands: learnable in a few epochs even from random weights."""

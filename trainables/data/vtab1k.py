@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from torch.utils.data import Dataset
 
 from genft_search.errors import UserError
+from trainables.data.images import ListedImages
 
 #: task folder name -> (number of classes, VTAB group)
 TASKS: dict[str, tuple[int, str]] = {
@@ -105,24 +105,9 @@ def check_task(root: str | Path, task: str, splits: tuple[str, ...] = SPLITS) ->
             raise UserError(f"{split_file(root, task, split)}: image {items[0][0]} is missing")
 
 
-class VTabDataset(Dataset):
-    """One split of one VTAB-1k task, images decoded with PIL as RGB and passed to ``transform``."""
+class VTabDataset(ListedImages):
+    """One split of one VTAB-1k task (see :class:`ListedImages`)."""
 
     def __init__(self, root: str | Path, task: str, split: str,
                  transform: Callable[[Image.Image], Any] | None = None) -> None:
-        self.items = read_split(root, task, split)
-        self.num_classes = num_classes(root, task)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        path, label = self.items[index]
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-        return (self.transform(image) if self.transform else image), label
-
-    @property
-    def labels(self) -> list[int]:
-        return [label for _, label in self.items]
+        super().__init__(read_split(root, task, split), num_classes(root, task), transform)
