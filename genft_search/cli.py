@@ -26,10 +26,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _storage_flag(parser: argparse.ArgumentParser) -> None:
+def _storage_flag(parser: argparse.ArgumentParser, *, file: bool = False) -> None:
+    """``--storage``; commands that read a study file fall back to the file's ``storage`` first."""
+    first = "the file's storage, else " if file else ""
     parser.add_argument("--storage", metavar="URL",
-                        help="study store URL (default: the study file's, else $GENFT_STORAGE, "
-                             "else sqlite:///genft_studies.db)")
+                        help=f"study store URL (default: {first}$GENFT_STORAGE, else "
+                             f"sqlite:///genft_studies.db)")
+
+
+def _file_arg(parser: argparse.ArgumentParser, what: str = "study file") -> None:
+    parser.add_argument("file", metavar="FILE", help=f"{what} (YAML)")
+    _storage_flag(parser, file=True)
+
+
+def _study_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", metavar="STUDY", help="study name (<name>/<task>, or <name> for one task)")
+    _storage_flag(parser)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,8 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run or resume the studies of a study file",
                        description="Run the study file's studies (one per task); running it again "
                                    "resumes them.")
-    p.add_argument("file", metavar="FILE", help="study file (YAML)")
-    _storage_flag(p)
+    _file_arg(p)
     p.add_argument("--n-trials", type=int, metavar="N", help="total finished trials per study "
                                                              "(overrides budget)")
     p.add_argument("--address", metavar="ADDR", help="address of an existing Ray cluster (default: local)")
@@ -53,8 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a study file without running or writing anything",
                        description="Check a study file, its data and its store, and say what run would do.")
-    p.add_argument("file", metavar="FILE", help="study file (YAML)")
-    _storage_flag(p)
+    _file_arg(p)
 
     p = sub.add_parser("status", help="list the studies in a store with their trial counts",
                        description="List the studies in the store: finished/total, states, best value.")
@@ -62,17 +72,15 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("best", help="show the best trial of a study",
                        description="Show a study's best trial (or Pareto front) and its full trial config.")
-    p.add_argument("study", metavar="STUDY", help="study name (<name>/<task>, or <name> for one task)")
-    _storage_flag(p)
+    _study_arg(p)
     p.add_argument("--evaluate-test", action="store_true",
                    help="retrain the best setting on train+val and evaluate it once on test")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("export", help="export a study's trials as CSV, JSON or a LaTeX table",
                        description="Write a study's trials as CSV, JSON or a LaTeX (booktabs) table.")
-    p.add_argument("study", metavar="STUDY", help="study name (<name>/<task>, or <name> for one task)")
+    _study_arg(p)
     p.add_argument("--format", required=True, choices=("csv", "json", "latex"), help="output format")
-    _storage_flag(p)
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard on the same store (127.0.0.1)",
@@ -83,8 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ablate", help="run an ablation study file (variants x seeds)",
                        description="Run an ablation: a grid over GenFT variants and seeds around a "
                                    "base setting.")
-    p.add_argument("file", metavar="FILE", help="ablation file (YAML)")
-    _storage_flag(p)
+    _file_arg(p, "ablation file")
     p.add_argument("--address", metavar="ADDR", help="address of an existing Ray cluster (default: local)")
     p.add_argument("--out", metavar="DIR", help="folder for the ablation table")
 
