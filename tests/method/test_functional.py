@@ -219,7 +219,7 @@ def test_dropout_masks_follow_the_spec_exactly(ablation, ratio_on, layout):
         )
         torch.manual_seed(123)
         n_masks = 2 if ablation == "full" else 1
-        masks = [_dropout_mask((1, d, d), 0.3, w0.device, w0.dtype) for _ in range(n_masks)]
+        masks = [_dropout_mask((1, d, d), 0.3, w0.device) for _ in range(n_masks)]
         keep = masks[0][1]
         assert keep == pytest.approx(0.7, abs=2**-16)
         if ablation == "full":
