@@ -389,12 +389,16 @@ def parse_study_config(raw: Any, source: str = "<study>") -> StudyConfig:
         raise UserError(_pydantic_message(exc, source)) from None
 
 
-def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
-    """Read, expand and validate a study file; any problem is one ``UserError`` line."""
+def read_yaml_file(path: str | os.PathLike[str], what: str) -> Any:
+    """Parse a YAML file (repeated keys refused, ``${...}`` kept as text for :func:`_expand`).
+
+    Missing or unreadable files and syntax errors are one ``UserError`` line naming the file;
+    ``what`` names the kind of file in the message ("study file", "ablation file").
+    """
     source = str(path)
     file = Path(path)
     if not file.is_file():
-        raise UserError(f"{source}: (file): study file not found; expected a readable YAML file")
+        raise UserError(f"{source}: (file): {what} not found; expected a readable YAML file")
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -408,7 +412,13 @@ def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(syntax)"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"{source}: {where}: YAML syntax error: {problem}") from None
+    return _restore(raw, found)
+
+
+def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
+    """Read, expand and validate a study file; any problem is one ``UserError`` line."""
+    raw = read_yaml_file(path, "study file")
     if raw is None:
-        raise UserError(f"{source}: (top level): the file is empty; expected a study (name, model, "
+        raise UserError(f"{path}: (top level): the file is empty; expected a study (name, model, "
                         f"data, ...)")
-    return parse_study_config(_restore(raw, found), source)
+    return parse_study_config(raw, str(path))

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from genft_search.config import StudyConfig, _expand, _UniqueKeyLoader, parse_study_config
+from genft_search.config import StudyConfig, _expand, parse_study_config, read_yaml_file
 from genft_search.errors import UserError
 from genft_search.method.functional import ABLATIONS
 
@@ -117,24 +115,6 @@ class AblationConfig:
         }
 
 
-def _read(path: str | os.PathLike[str]) -> Any:
-    source = str(path)
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"{source}: (file): ablation file not found; expected a readable YAML file")
-    try:
-        return yaml.load(file.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(
-            f"{source}: (file): cannot read it ({exc.__class__.__name__}); expected UTF-8 YAML"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(syntax)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{source}: {where}: YAML syntax error: {problem}") from None
-
-
 def parse_ablation_config(raw: Any, source: str = "<ablation>") -> AblationConfig:
     """Validate an already-parsed ablation document; any problem is one ``UserError`` line."""
     if not isinstance(raw, dict):
@@ -177,7 +157,7 @@ def parse_ablation_config(raw: Any, source: str = "<ablation>") -> AblationConfi
 
 def load_ablation_config(path: str | os.PathLike[str]) -> AblationConfig:
     """Read, expand and validate an ablation file."""
-    raw = _read(path)
+    raw = read_yaml_file(path, "ablation file")
     if raw is None:
         raise UserError(
             f"{path}: (top level): the file is empty; expected a study plus base, variants, seeds"
