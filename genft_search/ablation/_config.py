@@ -138,7 +138,8 @@ def parse_ablation_config(raw: Any, source: str = "<ablation>") -> AblationConfi
         spec = AblationSpec.model_validate(_expand(part, "", source))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"] if not str(p)[:1].isupper() and "[" not in str(p))
+        where = ".".join(str(p) for p in first["loc"]  # drop pydantic's union-member labels
+                         if not str(p)[:1].isupper() and "[" not in str(p) and "-" not in str(p))
         msg = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             msg = "unknown key"
