@@ -229,6 +229,8 @@ def plan_study(config: StudyConfig, *, n_trials: int | None = None, check_data: 
         for task in config.data.tasks:
             with _prefixed(config.source):
                 registry.check_data(config.data.model_dump(exclude_none=True), task)
+        with _prefixed(config.source):
+            registry.check_model(config.data.kind, config.model.model_dump(exclude_none=True))
     bases = {task: _base_config(config, task) for task in config.data.tasks}
     fingerprint = space.fingerprint(config.method)
     return StudyPlan(config, space, fingerprint, trainable, bases, total, max_budget, notes)

@@ -114,13 +114,35 @@ def _head_keys(model: nn.Module) -> set[str]:
     return {key for key in model.state_dict() if any(key.startswith(f"{n}.") for n in names)}
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Load pretrained weights from a local file into ``model``, keeping its (new) head."""
+def _checkpoint_file(path: str | Path) -> Path:
     file = Path(path).expanduser()
     if not file.is_file():
         raise UserError(f"{file}: model: checkpoint: file not found; "
                         "expected a .npz, .pth or .safetensors file, "
                         "'hub', 'builtin' or 'none'")
+    return file
+
+
+def check_model(model_cfg: Mapping[str, Any]) -> None:
+    """Before any trial starts: prepare the built-in ViT, or check that a checkpoint file exists.
+
+    Run in the driver, so the built-in model is pretrained once with its progress bar in view (not
+    silently inside the first trials) and a missing checkpoint is one error before anything runs.
+    """
+    name = str(model_cfg.get("name") or "")
+    checkpoint = str(model_cfg.get("checkpoint") or "")
+    if (name == "builtin" and checkpoint in ("", "builtin")) or (not name and checkpoint == "builtin"):
+        from trainables.assets import ensure_builtin_vit
+
+        ensure_builtin_vit()
+        return
+    if checkpoint and checkpoint not in ("none", "builtin", "hub") and not checkpoint.startswith("hub:"):
+        _checkpoint_file(checkpoint)
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load pretrained weights from a local file into ``model``, keeping its (new) head."""
+    file = _checkpoint_file(path)
     if file.suffix == ".npz":
         if not hasattr(model, "load_pretrained"):
             raise UserError(f"{file}: model: checkpoint: {type(model).__name__} cannot read .npz; "

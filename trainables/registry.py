@@ -46,6 +46,11 @@ def check_data(data_cfg: Mapping[str, Any], task: str) -> None:
     _module(str(data_cfg.get("kind"))).check_data(data_cfg, task)
 
 
+def check_model(data_kind: str, model_cfg: Mapping[str, Any]) -> None:
+    """Raise ``UserError`` when the study's model cannot be built; prepares built-in models."""
+    _module(data_kind).check_model(model_cfg)
+
+
 def evaluate_test(trial_config: Mapping[str, Any]) -> dict[str, Any]:
     """Retrain a chosen trial config under the honest protocol and return its test metrics."""
     data = trial_config.get("data") or {}

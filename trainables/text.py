@@ -122,6 +122,11 @@ def model_source(model_cfg: Mapping[str, Any]) -> str:
     return source  # a hub id (needs a connection or the hub cache)
 
 
+def check_model(model_cfg: Mapping[str, Any]) -> None:
+    """Before any trial starts: the model folder (or the built-in MiniLM package) is there."""
+    model_source(model_cfg)
+
+
 def _not_a_tty() -> bool:
     return False
 

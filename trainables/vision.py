@@ -44,6 +44,7 @@ from trainables.data import fgvc, vtab1k
 from trainables.data.transforms import Normalize, build_transform
 from trainables.loop import TrainingRun
 from trainables.models import build_model
+from trainables.models import check_model as check_model  # the registry's per-kind model check
 
 PROTOCOLS = ("honest", "paper")
 DATA_KINDS = ("vtab1k", "fgvc")

@@ -10,7 +10,7 @@ from torch import nn
 
 from genft_search.errors import UserError
 from trainables.data.builtin.vit import create_builtin_vit
-from trainables.models import build_model, load_checkpoint
+from trainables.models import build_model, check_model, load_checkpoint
 
 
 def _to_google_npz(model: nn.Module, path: Path) -> None:
@@ -95,6 +95,14 @@ def test_missing_file_is_a_user_error(target, tmp_path: Path) -> None:
         load_checkpoint(target, tmp_path / "ViT-B_16.npz")
     with pytest.raises(UserError, match="file not found"):
         build_model({"name": "vit_tiny_patch16_224", "checkpoint": str(tmp_path / "nope.pth")}, 3)
+
+
+def test_check_model_finds_a_missing_checkpoint_before_any_trial(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="file not found"):
+        check_model({"name": "vit_base_patch16_224", "checkpoint": str(tmp_path / "ViT-B_16.npz")})
+    (tmp_path / "w.pth").write_bytes(b"")
+    for checkpoint in ("none", "hub", "hub:augreg_in21k", str(tmp_path / "w.pth")):
+        check_model({"name": "vit_base_patch16_224", "checkpoint": checkpoint})  # nothing built
 
 
 def test_checkpoint_of_another_architecture_is_a_user_error(target, tmp_path: Path) -> None:
