@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from genft_search.method._generator_fn import Workspace
 from genft_search.method.config import GenFTConfig
 from genft_search.method.functional import _generate_batched
 
@@ -72,12 +73,24 @@ class GenFTGenerator(nn.Module):
             for i in range(units):
                 init_matrix(self.a[i], config.init_a)
                 init_matrix(self.b[i], config.init_b)
+        self._workspace = Workspace()
 
     def _get(self, name: str) -> Tensor | None:
         return self._parameters.get(name)
 
-    def forward(self, w0: Tensor, training: bool | None = None) -> Tensor:
-        """ΔW stack (T, d, d) for the frozen stack ``w0`` (T, d, d); dropout follows ``self.training``."""
+    def train(self, mode: bool = True) -> GenFTGenerator:
+        """Also lets go of the training passes' reusable buffers when switching to eval."""
+        if not mode:
+            self._workspace.clear()
+        return super().train(mode)
+
+    def forward(self, w0: Tensor, training: bool | None = None,
+                split: bool = False) -> Tensor | tuple[Tensor, ...]:
+        """ΔW stack (T, d, d) for the frozen stack ``w0`` (T, d, d); dropout follows ``self.training``.
+
+        With ``split`` the T matrices come as a tuple (one autograd output each). Passes with
+        gradients reuse the d × d buffers of earlier passes once nothing holds them any more.
+        """
         cfg = self.config
         a = self._get("a")
         b = self._get("b")
@@ -93,6 +106,7 @@ class GenFTGenerator(nn.Module):
             down_bias1=self._get("down_bias1"), up_bias1=self._get("up_bias1"),
             down_bias2=self._get("down_bias2"), up_bias2=self._get("up_bias2"),
             dropout=cfg.dropout, training=self.training if training is None else training,
+            workspace=self._workspace if torch.is_grad_enabled() else None, split=split,
         )
 
     def extra_repr(self) -> str:

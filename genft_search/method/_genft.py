@@ -125,13 +125,13 @@ class _GenFTState:
             self._w0_key = self._weights_key()
 
     # -- generation -------------------------------------------------------------------------------
-    def compute(self, training: bool | None = None) -> Tensor:
+    def compute(self, training: bool | None = None, split: bool = False) -> Tensor | tuple[Tensor, ...]:
         gen = self.generator
         w0 = self.w0()
         param = next(gen.parameters(), None)
         if param is not None and w0.dtype != param.dtype:
             w0 = w0.to(param.dtype)
-        return gen(w0, training=training)
+        return gen(w0, training=training, split=split)
 
     def deltas(self) -> tuple[Tensor, ...]:
         """ΔW per target for the current forward: generated once per root forward pass."""
@@ -142,11 +142,11 @@ class _GenFTState:
         if deterministic:  # eval/no-grad: reuse while neither the generator nor W0 changed
             key = (self._weights_key(), tuple((p.data_ptr(), p._version) for p in gen.parameters()))
             if self._det_cache is None or self._det_cache[0] != key:
-                self._det_cache = (key, self.compute().unbind(0))
+                self._det_cache = (key, self.compute(split=True))
             out = self._det_cache[1]
         else:
             self._det_cache = None
-            out = self.compute().unbind(0)
+            out = self.compute(split=True)
         if self.active:
             self._pass_deltas = out
         return out

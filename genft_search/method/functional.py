@@ -7,26 +7,33 @@ One stage treats the rows of a matrix X as samples and runs a two-layer bottlene
 and the generator is ``Y = s · S_2(S_1(W0')ᵀ)``. The shared and the specific halves are concatenated
 into one down and one up matrix, so a stage is exactly two thin matmuls (O(d²(a + b))); no d × d
 transformation matrix is ever formed. :func:`_generate_batched` works on a stack of matrices so that
-the module path (all adapted matrices of a model at once) and :func:`generate_delta` share one code.
+the module path (all adapted matrices of a model at once) and :func:`generate_delta` share one code;
+the stages run as one autograd function with its own backward (``_generator_fn``), which reuses its
+d × d buffers between training steps instead of allocating new ones for every elementwise step.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from genft_search.method._generator_fn import StageSpec, Workspace, _identity, run_stages
+
 __all__ = ["ABLATIONS", "ACTIVATIONS", "DELTA_LAYOUTS", "RATIO_ON", "generate_delta"]
+
+def _leaky_relu(x: Tensor) -> Tensor:
+    return F.leaky_relu(x, 0.01)
+
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
-    "leaky_relu": lambda x: F.leaky_relu(x, 0.01),
+    "leaky_relu": _leaky_relu,
     "tanh": torch.tanh,
     "gelu": F.gelu,
-    "identity": lambda x: x,
+    "identity": _identity,
 }
 ABLATIONS = ("full", "without_shared", "without_specific", "without_row", "without_column")
 RATIO_ON = ("w0", "generator")
@@ -54,88 +61,13 @@ def _cat(first: Tensor | None, second: Tensor | None, dim: int) -> Tensor | None
 
 
 _HOMOGENEOUS = ("identity", "relu", "leaky_relu")  # σ(f·u) = f·σ(u) for f >= 0
-_INT16_CODES = 1 << 16
 
 
-def _dropout_mask(shape: tuple[int, ...], p: float, device: torch.device) -> tuple[Tensor, float]:
-    """A boolean keep-mask for inverted dropout and its keep probability.
-
-    Cheaper than ``F.dropout`` on large generated matrices (CPU bernoulli sampling dominated the
-    generator's cost): each 64-bit random word gives four 16-bit codes, so the drop probability is
-    ``p`` rounded to a multiple of 2⁻¹⁶; the returned keep probability is the exact one used. The mask
-    is ``bool``, a quarter of a float mask's memory: on a ViT-B stack it is 14 MB instead of 57 MB.
-    """
-    n = math.prod(shape)
-    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
-    codes = words.view(torch.int16)[:n].view(shape)
-    dropped = min(max(round(p * _INT16_CODES), 1), _INT16_CODES - 1)
-    keep = 1.0 - dropped / _INT16_CODES
-    return codes >= dropped - _INT16_CODES // 2, keep
-
-
-def _stage(
-    x: Tensor,
-    down: Tensor,
-    up: Tensor,
-    down_bias: Tensor | None,
-    up_bias: Tensor | None,
-    sigma1: str,
-    sigma2: str,
-    dropout: float,
-    training: bool,
-    transpose_out: bool,
-    out_scale: float | None,
-) -> tuple[Tensor, float]:
-    """One stage on a stack: x (T, n, d), down (T, h, d), up (T, d, h) -> (S(x) / f, f) (T, n, d).
-
-    With ``transpose_out`` the result is S(x)ᵀ, computed directly in that layout (the activations
-    and the dropout are elementwise, so they commute with the transpose) to avoid a strided copy.
-    Scalar factors are not applied with a full pass over the d × d output when they can be folded
-    into a thin matrix: the dropout's 1/keep is returned as a pending factor f for the caller (the
-    next stage folds it into its down matrix), unless ``out_scale`` is given, in which case the result
-    is exactly ``out_scale · S(x)`` and f = 1.
-    """
+def _stage_spec(sigma1: str, sigma2: str, dropout: float, transpose_out: bool, scale: float,
+                down_bias: Tensor | None, up_bias: Tensor | None) -> StageSpec:
     act1, act2 = _activation(sigma1, "sigma1"), _activation(sigma2, "sigma2")
-    use_dropout = dropout > 0.0 and training
-    pending = 1.0
-    if use_dropout:
-        n_tgt, n_rows, d_out = x.shape[0], x.shape[1], up.shape[1]
-        shape = (n_tgt, d_out, n_rows) if transpose_out else (n_tgt, n_rows, d_out)
-        mask, keep = _dropout_mask(shape, dropout, x.device)
-        pending = 1.0 / keep
-    if out_scale is not None:
-        pending *= out_scale
-        if sigma2 in _HOMOGENEOUS and pending != 1.0:  # σ2(f·u) = f·σ2(u): scale the thin up matrix
-            up = up * pending
-            up_bias = None if up_bias is None else up_bias * pending
-            pending = 1.0
-    if not transpose_out:
-        hidden = torch.bmm(x, down.transpose(1, 2))
-        if down_bias is not None:
-            hidden = hidden + down_bias
-        out = torch.bmm(act1(hidden), up.transpose(1, 2))
-        if up_bias is not None:
-            out = out + up_bias
-    else:
-        hidden = torch.bmm(down, x.transpose(1, 2))
-        if down_bias is not None:
-            hidden = hidden + down_bias.unsqueeze(-1)
-        out = torch.bmm(up, act1(hidden))
-        if up_bias is not None:
-            out = out + up_bias.unsqueeze(-1)
-    # The bmm result is fresh and, with σ2 = identity, saved by nothing in autograd: mask and scale it
-    # in place rather than allocate more d × d stacks (each is 57 MB on ViT-B; on the CPU large
-    # allocations are mapped anew each step, so every one also costs page faults).
-    in_place = sigma2 == "identity"
-    out = act2(out)
-    scale = pending if out_scale is not None and pending != 1.0 else 1.0
-    if out_scale is not None:
-        pending = 1.0
-    if use_dropout:
-        out = out.mul_(mask) if in_place else out * mask
-    if scale != 1.0:
-        out = out.mul_(scale) if in_place or use_dropout else out * scale
-    return out, pending
+    return StageSpec(act1=act1, act2=act2, dropout=dropout, transpose_out=transpose_out, scale=scale,
+                     has_down_bias=down_bias is not None, has_up_bias=up_bias is not None)
 
 
 def _select_bias(bias: Tensor | None, n_shared: int, n_specific: int, keep_shared: bool,
@@ -181,8 +113,14 @@ def _generate_batched(
     up_bias2: Tensor | None,
     dropout: float,
     training: bool,
-) -> Tensor:
-    """ΔW for a stack w0 (T, d, d); p_k (a, d), q_k (d, a) shared; a (T, b, d), b (T, d, b) per matrix."""
+    workspace: Workspace | None = None,
+    split: bool = False,
+) -> Tensor | tuple[Tensor, ...]:
+    """ΔW for a stack w0 (T, d, d); p_k (a, d), q_k (d, a) shared; a (T, b, d), b (T, d, b) per matrix.
+
+    ``workspace`` lends reusable d × d buffers (the module path passes its own); ``split`` returns the
+    T matrices as separate tensors (see :func:`run_stages`).
+    """
     _activation(sigma1, "sigma1")
     _activation(sigma2, "sigma2")
     if ablation not in ABLATIONS:
@@ -217,25 +155,41 @@ def _generate_batched(
         c = _select_bias(c, _rows(p), _rows(a), use_shared, use_specific, f"down_bias{k}")
         return down, up, c, e
 
-    def run(k: int, x: Tensor, first: bool, transpose_out: bool, in_scale: float = 1.0,
-            out_scale: float | None = None) -> tuple[Tensor, float]:
+    use_dropout = training and dropout > 0.0
+    if use_dropout and not dropout < 1.0:
+        raise ValueError(f"dropout: {dropout!r} is invalid; expected a number in [0, 1)")
+    p_drop = dropout if use_dropout else 0.0
+    inv_keep = 1.0 / (1.0 - p_drop)
+    s = float(scaling)
+
+    def stage(k: int, first: bool, last: bool, transpose_out: bool, in_scale: float = 1.0):
+        """One stage's spec and weights. Scalar factors go into the thin matrices where that is exact:
+        a stage's 1/keep into the next stage's down matrix (σ1((f·X) Dᵀ + c) = σ1(X (f·D)ᵀ + c)),
+        the last stage's s/keep into its up matrix and bias when σ2 is positively homogeneous."""
         down, up, c, e = weights(k, first)
-        if in_scale != 1.0:  # σ1((f·X) Dᵀ + c) = σ1(X (f·D)ᵀ + c)
+        if in_scale != 1.0:
             down = down * in_scale
-        return _stage(x, down, up, c, e, sigma1, sigma2, dropout, training, transpose_out, out_scale)
+        scale = 1.0
+        if last:
+            scale = s * inv_keep
+            if sigma2 in _HOMOGENEOUS and scale != 1.0:
+                up = up * scale
+                e = None if e is None else e * scale
+                scale = 1.0
+        return _stage_spec(sigma1, sigma2, p_drop, transpose_out, scale, c, e), (down, up, c, e)
 
     transposed = delta_layout == "transposed"
-    s = float(scaling)
-    if stages[1] and stages[2]:
-        z1, f = run(1, w0, True, False)  # S_1(W0') = f·z1
-        delta, _ = run(2, z1.transpose(1, 2), False, transposed, f, s)  # Y = S_2(Z1ᵀ); ΔW = Y or Yᵀ
+    if stages[1] and stages[2]:  # S_1(W0') = z1 / keep; Y = S_2(S_1ᵀ); ΔW = Y or Yᵀ
+        chain = [stage(1, True, False, False), stage(2, False, True, transposed, inv_keep)]
+        x0 = w0
     elif stages[2]:  # without_row: Y = S_2(W0'ᵀ)
-        delta, _ = run(2, w0.transpose(1, 2), True, transposed, 1.0, s)
+        chain, x0 = [stage(2, True, True, transposed)], w0.transpose(1, 2)
     elif stages[1]:  # without_column: Y = S_1(W0')ᵀ
-        delta, _ = run(1, w0, True, not transposed, 1.0, s)
+        chain, x0 = [stage(1, True, True, not transposed)], w0
     else:  # pragma: no cover - ABLATIONS has no variant without both stages
         raise ValueError("ablation removes both stages")
-    return delta
+    return run_stages([spec for spec, _ in chain], x0, [params for _, params in chain],
+                      workspace=workspace, split=split)
 
 
 def generate_delta(

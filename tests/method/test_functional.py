@@ -10,6 +10,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from genft_search.method import generate_delta
+from genft_search.method.functional import RATIO_ON
 
 ACTS = ["relu", "leaky_relu", "tanh", "gelu", "identity"]
 ABLATIONS = ["full", "without_shared", "without_specific", "without_row", "without_column"]
@@ -94,6 +95,50 @@ def test_generate_delta_matches_naive_spec(ablation, ratio_on, layout, bias):
         )
         assert got.shape == w0.shape
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12, msg=f"{sigma1}/{sigma2}")
+
+
+def _leaves(w0, p, q, a_mat, b_mat, biases):
+    tensors = [w0, p[1], q[1], p[2], q[2], a_mat, b_mat]
+    if biases:
+        tensors += [*biases[1], *biases[2]]
+    return [t.detach().clone().requires_grad_(True) for t in tensors]
+
+
+def _assert_same_grads(got, expected, leaves, msg):
+    """Gradients of ``got`` and ``expected`` for one random cotangent; an unused leaf counts as zero."""
+    cot = torch.randn(expected.shape, generator=torch.Generator().manual_seed(5), dtype=expected.dtype)
+    ga = torch.autograd.grad(got, leaves, cot, allow_unused=True)
+    gb = torch.autograd.grad(expected, leaves, cot, allow_unused=True)
+    for i, (x, y, leaf) in enumerate(zip(ga, gb, leaves)):
+        x = torch.zeros_like(leaf) if x is None else x
+        y = torch.zeros_like(leaf) if y is None else y
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-11, msg=f"{msg}: input {i}")
+
+
+ACT_PAIRS = [("identity", "identity"), ("gelu", "tanh"), ("relu", "leaky_relu"), ("tanh", "gelu")]
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("layout", ["linear", "transposed"])
+@pytest.mark.parametrize("ablation", ABLATIONS)
+@pytest.mark.parametrize(("sigma1", "sigma2"), ACT_PAIRS)
+def test_gradients_equal_autograd_through_the_naive_spec(sigma1, sigma2, ablation, layout, bias):
+    """The generator's own backward gives every input (W0 included) autograd's gradient of the spec."""
+    w0, p, q, a_mat, b_mat, biases = _factors(bias=bias)
+    leaves = _leaves(w0, p, q, a_mat, b_mat, biases)
+    lw0, lp1, lq1, lp2, lq2, la, lb = leaves[:7]
+    lbias = {1: tuple(leaves[7:9]), 2: tuple(leaves[9:11])} if bias else None
+    for ratio_on in RATIO_ON:
+        kw = dict(sigma1=sigma1, sigma2=sigma2, ratio_on=ratio_on, ablation=ablation)
+        expected = naive_delta(lw0, {1: lp1, 2: lp2}, {1: lq1, 2: lq2}, la, lb, r=0.8, s=1.3,
+                               layout=layout, biases=lbias, **kw)
+        bias_kw = {}
+        if bias:
+            bias_kw = dict(down_bias1=lbias[1][0], up_bias1=lbias[1][1],
+                           down_bias2=lbias[2][0], up_bias2=lbias[2][1])
+        got = generate_delta(lw0, lp1, lq1, lp2, lq2, la, lb, w0_ratio=0.8, scaling=1.3,
+                             delta_layout=layout, **kw, **bias_kw)
+        _assert_same_grads(got, expected, leaves, f"{sigma1}/{sigma2} {ratio_on}")
 
 
 @pytest.mark.parametrize(
@@ -197,13 +242,15 @@ def test_invalid_arguments_name_the_field():
 def test_dropout_masks_follow_the_spec_exactly(ablation, ratio_on, layout):
     """Same random stream: Drop_p(Z) = mask ⊙ Z / keep on each stage's generated matrix (stage 1 on
     S_1, the last stage on ΔW); the implementation's folding of the scales must be exact."""
-    from genft_search.method.functional import _dropout_mask
+    from genft_search.method._generator_fn import dropped_positions
 
     d, r, s, n_a = 10, 0.9, 0.7, 4
-    w0, p, q, a_mat, b_mat, biases = _factors(d=d, a=n_a, bias=True)
+    leaves = _leaves(*_factors(d=d, a=n_a, bias=True))
+    w0, p1, q1, p2, q2, a_mat, b_mat = leaves[:7]
+    p, q, biases = {1: p1, 2: p2}, {1: q1, 2: q2}, {1: tuple(leaves[7:9]), 2: tuple(leaves[9:11])}
     g = r if ratio_on == "generator" else 1.0
-    w = w0 * r if ratio_on == "w0" else w0
     for sigma2 in ("identity", "tanh", "leaky_relu"):
+        w = w0 * r if ratio_on == "w0" else w0
 
         def stage(k, x, sigma2=sigma2):
             down_bias, up_bias = biases[k]
@@ -219,15 +266,19 @@ def test_dropout_masks_follow_the_spec_exactly(ablation, ratio_on, layout):
         )
         torch.manual_seed(123)
         n_masks = 2 if ablation == "full" else 1
-        masks = [_dropout_mask((1, d, d), 0.3, w0.device) for _ in range(n_masks)]
-        keep = masks[0][1]
-        assert keep == pytest.approx(0.7, abs=2**-16)
+        masks = []
+        for _ in range(n_masks):
+            mask = torch.ones(d * d, dtype=w0.dtype)
+            mask[dropped_positions(d * d, 0.3, w0.device)] = 0.0
+            masks.append(mask.view(d, d))
+        keep = 0.7
         if ablation == "full":
-            y = stage(2, (stage(1, w) * masks[0][0][0] / keep).T)
+            y = stage(2, (stage(1, w) * masks[0] / keep).T)
         elif ablation == "without_row":
             y = stage(2, w.T)
         else:
             y = stage(1, w).T
         delta = y.T if layout == "transposed" else y
-        expected = s * delta * masks[-1][0][0] / keep
+        expected = s * delta * masks[-1] / keep  # the last stage computes ΔW in its own layout
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12, msg=sigma2)
+        _assert_same_grads(got, expected, leaves, sigma2)
