@@ -12,7 +12,9 @@ median over the measured rounds is reported, because other processes share the C
 - inference: a GenFT model after ``merge()`` against the frozen model, forward only.
 
 The last line is ``RESULT genft_over_lora=… genft_over_unfused=… naive_over_genft=…
-merged_over_frozen=…`` from the first model at batch 8. ``--quick`` is a reduced run (< 5 minutes
+merged_over_frozen=…`` from the first model at batch 8: for each pair, the median over rounds of
+the ratio of the two variants' (median) times within a round, so that a slow drift of the machine
+cancels; the ratios of the overall medians are printed above it. ``--quick`` is a reduced run (< 5 minutes
 on 2 CPU threads) printing the same line.
 """
 
@@ -73,6 +75,7 @@ class Runner:
     params: int
     samples: dict[int, list[float]] = field(default_factory=dict)  # wall seconds per step
     cpu: dict[int, list[float]] = field(default_factory=dict)  # process CPU seconds (all threads)
+    rounds: dict[int, list[int]] = field(default_factory=dict)  # the round each sample was taken in
 
 
 def _fresh_model(name: str, state: dict[str, Tensor] | None, img_size: int, device: str) -> nn.Module:
@@ -160,11 +163,14 @@ def measure(runners: Sequence[Runner], batches: Sequence[int], plan: Plan) -> No
     for rnd in range(plan.warmup + plan.steps):
         for b in batches:
             x, y = data[b]
-            order = list(runners)
-            # Inference steps are short, so one disturbance weighs more: time them INFER_REPS times.
-            order += [r for r in runners if r.name in INFER_VARIANTS] * (INFER_REPS - 1)
-            rng.shuffle(order)  # a fresh order per round: no variant always follows the same one
-            for r in order:
+            infer = [r for r in runners if r.name in INFER_VARIANTS]
+            groups = [[r] for r in runners if r.name not in INFER_VARIANTS]
+            # The inference variants are compared only with each other and their steps are short:
+            # time them back to back (in a random order), INFER_REPS times a round, so that both
+            # see the same state of the machine and one disturbance weighs less.
+            groups += [infer] * (INFER_REPS if infer else 0)
+            rng.shuffle(groups)  # a fresh order per round: no variant always follows the same one
+            for r in (r for group in groups for r in rng.sample(group, len(group))):
                 _sync(plan.device)
                 c0, t0 = time.process_time(), time.perf_counter()
                 r.step(x, y)
@@ -173,6 +179,7 @@ def measure(runners: Sequence[Runner], batches: Sequence[int], plan: Plan) -> No
                 if rnd >= plan.warmup:
                     r.samples.setdefault(b, []).append(t1 - t0)
                     r.cpu.setdefault(b, []).append(c1 - c0)
+                    r.rounds.setdefault(b, []).append(rnd)
         elapsed = time.perf_counter() - start
         print(f"# round {rnd + 1}/{plan.warmup + plan.steps} done ({elapsed:.0f}s)",
               file=sys.stderr, flush=True)
@@ -185,11 +192,49 @@ def measure(runners: Sequence[Runner], batches: Sequence[int], plan: Plan) -> No
             return
 
 
-def _ratios(med: Callable[[str], float]) -> dict[str, float]:
-    g = med("genft")
-    return {"genft_over_lora": g / med("lora"), "genft_over_unfused": g / med("unfused"),
-            "naive_over_genft": med("naive") / g,
-            "merged_over_frozen": med("merged_infer") / med("frozen_infer")}
+RATIOS = {"genft_over_lora": ("genft", "lora"), "genft_over_unfused": ("genft", "unfused"),
+          "naive_over_genft": ("naive", "genft"), "merged_over_frozen": ("merged_infer", "frozen_infer")}
+
+
+def _ratios(ratio: Callable[[str, str], float]) -> dict[str, float]:
+    return {key: ratio(num, den) for key, (num, den) in RATIOS.items()}
+
+
+def _median_ratio(samples: Callable[[str], list[float]]) -> Callable[[str, str], float]:
+    """Ratio of the two variants' medians over all measured rounds."""
+    return lambda num, den: statistics.median(samples(num)) / statistics.median(samples(den))
+
+
+def _paired_ratio(samples: Callable[[str], list[float]],
+                  rounds: Callable[[str], list[int]]) -> Callable[[str, str], float]:
+    """Median over rounds of the ratio of the two variants' times within the same round.
+
+    Slow drifts of the machine's speed (other tenants, thermal) move both variants of a round
+    together, so pairing by round cancels them where a ratio of overall medians does not.
+    """
+
+    def per_round(name: str) -> dict[int, float]:
+        by: dict[int, list[float]] = {}
+        for value, rnd in zip(samples(name), rounds(name)):
+            by.setdefault(rnd, []).append(value)
+        return {rnd: statistics.median(vs) for rnd, vs in by.items()}
+
+    def ratio(num: str, den: str) -> float:
+        a, b = per_round(num), per_round(den)
+        return statistics.median(a[r] / b[r] for r in a if r in b)
+
+    return ratio
+
+
+def _result_ratios(by: dict[str, Runner], b: int) -> tuple[dict[str, float], ...]:
+    """Paired wall, paired CPU and overall-median wall ratios at batch ``b``."""
+
+    def rounds(n: str) -> list[int]:
+        return by[n].rounds[b]
+
+    return (_ratios(_paired_ratio(lambda n: by[n].samples[b], rounds)),
+            _ratios(_paired_ratio(lambda n: by[n].cpu[b], rounds)),
+            _ratios(_median_ratio(lambda n: by[n].samples[b])))
 
 
 def _fmt(ratios: dict[str, float]) -> str:
@@ -208,6 +253,7 @@ def run(plan: Plan, out: Callable[[str], None] = print) -> dict[str, float]:
     rows: list[dict[str, object]] = []
     result: dict[str, float] = {}
     cpu_result: dict[str, float] = {}
+    overall: dict[str, float] = {}
     for mi, (model_name, batches) in enumerate(plan.models.items()):
         t_build = time.perf_counter()
         runners = build_runners(model_name, plan.img_size, plan.device)
@@ -230,16 +276,17 @@ def run(plan: Plan, out: Callable[[str], None] = print) -> dict[str, float]:
                     f"{cpu[n]:7.3f} {rel}")
                 rows.append({"model": model_name, "batch": b, "variant": n, "own_params": r.params,
                              "median_s": wall[n], "median_cpu_s": cpu[n], "samples_s": r.samples[b],
-                             "samples_cpu_s": r.cpu[b]})
+                             "samples_cpu_s": r.cpu[b], "sample_rounds": r.rounds[b]})
             if mi == 0 and b == 8:
-                result, cpu_result = _ratios(wall.__getitem__), _ratios(cpu.__getitem__)
+                result, cpu_result, overall = _result_ratios(by, b)
         del runners, by
     if path := os.environ.get("GENFT_BENCH_JSON"):
-        dump = {"rows": rows, "result": result, "cpu_result": cpu_result}
+        dump = {"rows": rows, "result": result, "cpu_result": cpu_result, "overall_medians": overall}
         Path(path).write_text(json.dumps(dump, indent=1))
     if not result:
         raise SystemExit("the first model was not measured at batch 8; no RESULT line")
-    out(f"# same ratios from CPU time: {_fmt(cpu_result)}")
+    out(f"# ratios of the overall wall medians: {_fmt(overall)}")
+    out(f"# same paired ratios from CPU time: {_fmt(cpu_result)}")
     out(f"RESULT {_fmt(result)}")
     return result
 
