@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import sys
 import time
@@ -76,6 +77,7 @@ class Runner:
     samples: dict[int, list[float]] = field(default_factory=dict)  # wall seconds per step
     cpu: dict[int, list[float]] = field(default_factory=dict)  # process CPU seconds (all threads)
     rounds: dict[int, list[int]] = field(default_factory=dict)  # the round each sample was taken in
+    faults: dict[int, list[int]] = field(default_factory=dict)  # minor page faults of the process
 
 
 def _fresh_model(name: str, state: dict[str, Tensor] | None, img_size: int, device: str) -> nn.Module:
@@ -172,14 +174,17 @@ def measure(runners: Sequence[Runner], batches: Sequence[int], plan: Plan) -> No
             rng.shuffle(groups)  # a fresh order per round: no variant always follows the same one
             for r in (r for group in groups for r in rng.sample(group, len(group))):
                 _sync(plan.device)
+                f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 c0, t0 = time.process_time(), time.perf_counter()
                 r.step(x, y)
                 _sync(plan.device)
                 t1, c1 = time.perf_counter(), time.process_time()
+                f1 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 if rnd >= plan.warmup:
                     r.samples.setdefault(b, []).append(t1 - t0)
                     r.cpu.setdefault(b, []).append(c1 - c0)
                     r.rounds.setdefault(b, []).append(rnd)
+                    r.faults.setdefault(b, []).append(f1 - f0)
         elapsed = time.perf_counter() - start
         print(f"# round {rnd + 1}/{plan.warmup + plan.steps} done ({elapsed:.0f}s)",
               file=sys.stderr, flush=True)
@@ -249,7 +254,7 @@ def run(plan: Plan, out: Callable[[str], None] = print) -> dict[str, float]:
         f"image {plan.img_size}², warmup {plan.warmup}, measured steps {plan.steps} (median); "
         "wall = elapsed seconds, cpu = process CPU seconds (less sensitive to other processes)")
     out(f"{'model':<22} {'batch':>5} {'variant':<13} {'own params':>10} {'wall s':>8} {'min s':>7} "
-        f"{'cpu s':>7} {'vs lora':>7} {'(cpu)':>6} {'vs frozen':>9} {'(cpu)':>6}")
+        f"{'cpu s':>7} {'vs lora':>7} {'(cpu)':>6} {'vs frozen':>9} {'(cpu)':>6} {'faults':>7}")
     rows: list[dict[str, object]] = []
     result: dict[str, float] = {}
     cpu_result: dict[str, float] = {}
@@ -272,11 +277,13 @@ def run(plan: Plan, out: Callable[[str], None] = print) -> dict[str, float]:
                 else:
                     base, base_cpu = wall["frozen_infer"], cpu["frozen_infer"]
                     rel = f"{'':7} {'':6} {wall[n] / base:9.3f} {cpu[n] / base_cpu:6.3f}"
+                faults = statistics.median(r.faults[b])
                 out(f"{model_name:<22} {b:>5} {n:<13} {r.params:>10} {wall[n]:8.3f} {min(r.samples[b]):7.3f} "
-                    f"{cpu[n]:7.3f} {rel}")
+                    f"{cpu[n]:7.3f} {rel} {faults:7.0f}")
                 rows.append({"model": model_name, "batch": b, "variant": n, "own_params": r.params,
                              "median_s": wall[n], "median_cpu_s": cpu[n], "samples_s": r.samples[b],
-                             "samples_cpu_s": r.cpu[b], "sample_rounds": r.rounds[b]})
+                             "samples_cpu_s": r.cpu[b], "sample_rounds": r.rounds[b],
+                             "minor_faults": r.faults[b]})
             if mi == 0 and b == 8:
                 result, cpu_result, overall = _result_ratios(by, b)
         del runners, by
