@@ -35,10 +35,11 @@ class _RowDeltaLinear(torch.autograd.Function):
     for the adapted row blocks (for a fused qkv adapted on q and v, the k rows cost nothing)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, starts, *deltas):  # type: ignore[override]
-        w = weight.clone()
+    def forward(ctx, x, weight, bias, starts, w, *deltas):  # type: ignore[override]
+        # w holds the weight outside the adapted row blocks already (a reused buffer, see
+        # _GenFTState.effective_weight): only the adapted blocks are written, W0 + ΔW in one pass.
         for s, dlt in zip(starts, deltas):
-            w[s : s + dlt.shape[0]] += dlt.to(w.dtype)
+            torch.add(weight[s : s + dlt.shape[0]], dlt.to(w.dtype), out=w[s : s + dlt.shape[0]])
         ctx.starts = starts
         ctx.sizes = [dlt.shape[0] for dlt in deltas]
         ctx.delta_dtypes = [dlt.dtype for dlt in deltas]
@@ -56,13 +57,13 @@ class _RowDeltaLinear(torch.autograd.Function):
         gb = g2.sum(0) if need[2] else None
         gds = []
         for i, (s, n) in enumerate(zip(ctx.starts, ctx.sizes)):
-            if not need[4 + i]:
+            if not need[5 + i]:
                 gds.append(None)
             elif gw is not None:
                 gds.append(gw[s : s + n].to(ctx.delta_dtypes[i]))
             else:
                 gds.append((g2[:, s : s + n].t() @ x2).to(ctx.delta_dtypes[i]))
-        return (gx, gw, gb, None, *gds)
+        return (gx, gw, gb, None, None, *gds)
 
 
 class _GenFTLinear(nn.Linear):
@@ -81,7 +82,8 @@ class _GenFTLinear(nn.Linear):
         if len(mine) == 1 and mine[0].shape[0] == self.out_features:
             return F.linear(x, self.weight + mine[0].to(self.weight.dtype), self.bias)
         if torch.is_grad_enabled() and (x.requires_grad or any(d.requires_grad for d in mine)):
-            return _RowDeltaLinear.apply(x, self.weight, self.bias, self._genft_starts, *mine)
+            w = state.effective_weight(self)
+            return _RowDeltaLinear.apply(x, self.weight, self.bias, self._genft_starts, w, *mine)
         w = self.weight.clone()
         for s, dlt in zip(self._genft_starts, mine):
             w[s : s + dlt.shape[0]] += dlt.to(w.dtype)
@@ -95,6 +97,7 @@ class _GenFTState:
         self.generator = generator
         self.modules = modules
         self.targets = [(m, s) for m in modules for _, s in m.rows]
+        self._slot_of = {id(m.module): i for i, m in enumerate(modules)}
         self.d = generator.d
         self.merged = False
         self.merged_delta: Tensor | None = None
@@ -123,6 +126,12 @@ class _GenFTState:
         """merge/unmerge edit the weights in place; the stacked W0 stays the original one."""
         if self._w0 is not None:
             self._w0_key = self._weights_key()
+
+    def effective_weight(self, module: nn.Linear) -> Tensor:
+        """A buffer equal to ``module.weight`` for W0 + ΔW, reused between training passes (the
+        unadapted rows are copied only when the weight changes); see :class:`Workspace`."""
+        slot = f"weight:{self._slot_of[id(module)]}"
+        return self.generator._workspace.copy_of(slot, module.weight)
 
     # -- generation -------------------------------------------------------------------------------
     def compute(self, training: bool | None = None, split: bool = False) -> Tensor | tuple[Tensor, ...]:

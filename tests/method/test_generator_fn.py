@@ -14,17 +14,31 @@ from tests.method.method_helpers import make_vit
 
 def test_workspace_hands_out_a_buffer_again_only_when_nothing_holds_it():
     ws = Workspace()
-    like = torch.empty(1)
-    first = ws.take("out", (3, 4, 4), like)
-    view = first.transpose(1, 2)
-    held = ws.take("out", (3, 4, 4), like)
-    assert held.data_ptr() != first.data_ptr()  # `view` still holds the first buffer
-    del view, first
-    again = ws.take("out", (3, 4, 4), like)
-    assert again.data_ptr() == held.data_ptr()
-    del again
+    like, shape = torch.empty(1), (3, 4, 4)
+    first = ws.take("out", shape, like)
+    second = ws.take("out", shape, like)  # `first` holds the slot's buffer: a new one
+    assert second.data_ptr() != first.data_ptr()
+    kept = second.data_ptr()
+    del second
+    third = ws.take("out", shape, like)  # nothing holds the buffer any more: handed out again
+    assert third.data_ptr() == kept
+    view = third.transpose(1, 2)
+    del third
+    assert ws.take("out", shape, like).data_ptr() != view.data_ptr()  # a view of it is alive
     assert ws.take("out", (3, 4, 5), like).shape == (3, 4, 5)  # another shape: a new buffer
     assert ws.take("out", (3, 4, 5), like.double()).dtype == torch.float64
+
+
+def test_workspace_copy_is_refreshed_when_the_source_changes():
+    ws = Workspace()
+    src = torch.arange(6.0).view(2, 3)
+    buf = ws.copy_of("w", src)
+    assert torch.equal(buf, src)
+    buf[0] = -1.0  # a caller rewrites part of it; the rest is not copied again while src is unchanged
+    del buf
+    assert torch.equal(ws.copy_of("w", src)[1], src[1])
+    src.add_(1.0)  # in place: a new version
+    assert torch.equal(ws.copy_of("w", src), src)
 
 
 @pytest.mark.parametrize("p", [0.05, 0.1, 0.5, 0.9])
@@ -54,16 +68,18 @@ def test_dropped_positions_cover_small_and_refuse_invalid_rates():
             dropped_positions(10, bad, torch.device("cpu"))
 
 
-def _vit_genft(dropout: float = 0.0):
+def _vit_genft(dropout: float = 0.0, **kw):
     torch.manual_seed(0)
     model = make_vit(depth=2)
-    adapter = attach_genft(model, GenFTConfig(shared_dim=4, specific_dim=2, dropout=dropout))
+    adapter = attach_genft(model, GenFTConfig(shared_dim=4, specific_dim=2, dropout=dropout, **kw))
     return model, adapter
 
 
-def test_two_forward_passes_before_one_backward_accumulate_exactly():
-    """Gradient accumulation: the second pass must not overwrite what the first one's backward needs."""
-    model, adapter = _vit_genft()
+@pytest.mark.parametrize("sigma2", ["identity", "tanh"])
+def test_two_forward_passes_before_one_backward_accumulate_exactly(sigma2):
+    """Gradient accumulation: the second pass must not overwrite what the first one's backward needs
+    (the stage matrices, the pre-activations kept for σ2, the W0 + ΔW buffers)."""
+    model, adapter = _vit_genft(sigma2=sigma2)
     model.train()
     x = torch.randn(2, 3, 32, 32)
     (model(x).square().sum() + model(x * 2).square().sum()).backward()
@@ -86,7 +102,8 @@ def test_training_steps_reuse_the_generator_buffers_and_eval_lets_them_go():
     for _ in range(3):
         model(x).sum().backward()
         ptrs.append({k: v.data_ptr() for k, v in ws._slots.items()})
-    assert set(ptrs[0]) == {"stage0", "out", "grad_out", "grad_stage0"}
+    # the two stages' matrices, their gradients, and W0 + ΔW of each block's qkv
+    assert set(ptrs[0]) == {"stage0", "out", "grad_out", "grad_stage0", "weight:0", "weight:1"}
     assert ptrs[1] == ptrs[2]  # steady state: no new d × d buffers
     model.eval()
     assert len(ws) == 0

@@ -286,10 +286,12 @@ def test_row_delta_linear_gradcheck():
     dq = torch.randn(d, d, dtype=torch.float64, requires_grad=True)
     dv = torch.randn(d, d, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda x, dq, dv: _RowDeltaLinear.apply(x, weight, bias, (0, 2 * d), dq, dv), (x, dq, dv)
+        lambda x, dq, dv: _RowDeltaLinear.apply(x, weight, bias, (0, 2 * d), weight.clone(), dq, dv),
+        (x, dq, dv),
     )
     weight.requires_grad_(True)
     bias.requires_grad_(True)
     assert torch.autograd.gradcheck(
-        lambda x, w, b, dq: _RowDeltaLinear.apply(x, w, b, (d,), dq), (x, weight, bias, dq)
+        lambda x, w, b, dq: _RowDeltaLinear.apply(x, w, b, (d,), w.detach().clone(), dq),
+        (x, weight, bias, dq),
     )
