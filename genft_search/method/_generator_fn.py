@@ -18,6 +18,7 @@ and in the backward.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -51,6 +52,13 @@ class Workspace:
     def __init__(self) -> None:
         self._slots: dict[str, Tensor] = {}
         self._stamps: dict[str, tuple[int, int]] = {}  # what a slot's buffer was last filled from
+        self._lock = threading.Lock()  # replicas in threads (nn.DataParallel) share one workspace
+
+    def __getstate__(self) -> dict:
+        return {}  # copies and pickles start empty: the buffers are scratch space
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
 
     def take(self, slot: str, shape: Sequence[int], like: Tensor) -> Tensor:
         """The slot's buffer (a new alias of it) if nothing holds it and it fits, else a new one.
@@ -58,14 +66,15 @@ class Workspace:
         Only aliases are handed out, never the kept tensor itself: whoever holds one (an autograd
         saved tensor included) then counts as a reference to the storage.
         """
-        buf = self._slots.get(slot)
-        if not (buf is not None and _LONE_REFS is not None and tuple(buf.shape) == tuple(shape)
-                and buf.dtype == like.dtype and buf.device == like.device
-                and _count_storage_refs(buf) == _LONE_REFS):
-            buf = torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
-            self._slots[slot] = buf
-            self._stamps.pop(slot, None)
-        return buf.view(buf.shape)
+        with self._lock:
+            buf = self._slots.get(slot)
+            if not (buf is not None and _LONE_REFS is not None and tuple(buf.shape) == tuple(shape)
+                    and buf.dtype == like.dtype and buf.device == like.device
+                    and _count_storage_refs(buf) == _LONE_REFS):
+                buf = torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
+                self._slots[slot] = buf
+                self._stamps.pop(slot, None)
+            return buf.view(buf.shape)
 
     def copy_of(self, slot: str, source: Tensor) -> Tensor:
         """A buffer holding ``source``'s values, copied again only when the buffer is new or
@@ -73,15 +82,17 @@ class Workspace:
         parts of it that it rewrites on every use."""
         buf = self.take(slot, source.shape, source)
         stamp = (source.data_ptr(), source._version)
-        if self._stamps.get(slot) != stamp:
-            with torch.no_grad():
-                buf.copy_(source)
-            self._stamps[slot] = stamp
+        with self._lock:
+            if self._stamps.get(slot) != stamp:
+                with torch.no_grad():
+                    buf.copy_(source)
+                self._stamps[slot] = stamp
         return buf
 
     def clear(self) -> None:
-        self._slots.clear()
-        self._stamps.clear()
+        with self._lock:
+            self._slots.clear()
+            self._stamps.clear()
 
     def __len__(self) -> int:
         return len(self._slots)

@@ -97,7 +97,6 @@ class _GenFTState:
         self.generator = generator
         self.modules = modules
         self.targets = [(m, s) for m in modules for _, s in m.rows]
-        self._slot_of = {id(m.module): i for i, m in enumerate(modules)}
         self.d = generator.d
         self.merged = False
         self.merged_delta: Tensor | None = None
@@ -127,11 +126,10 @@ class _GenFTState:
         if self._w0 is not None:
             self._w0_key = self._weights_key()
 
-    def effective_weight(self, module: nn.Linear) -> Tensor:
+    def effective_weight(self, module: _GenFTLinear) -> Tensor:
         """A buffer equal to ``module.weight`` for W0 + ΔW, reused between training passes (the
         unadapted rows are copied only when the weight changes); see :class:`Workspace`."""
-        slot = f"weight:{self._slot_of[id(module)]}"
-        return self.generator._workspace.copy_of(slot, module.weight)
+        return self.generator._workspace.copy_of(f"weight:{module._genft_slots[0]}", module.weight)
 
     # -- generation -------------------------------------------------------------------------------
     def compute(self, training: bool | None = None, split: bool = False) -> Tensor | tuple[Tensor, ...]:

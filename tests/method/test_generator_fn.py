@@ -29,6 +29,20 @@ def test_workspace_hands_out_a_buffer_again_only_when_nothing_holds_it():
     assert ws.take("out", (3, 4, 5), like.double()).dtype == torch.float64
 
 
+def test_copies_of_a_trained_model_start_with_an_empty_workspace():
+    import copy
+    import pickle
+
+    model, adapter = _vit_genft()
+    model.train()
+    model(torch.randn(1, 3, 32, 32)).sum().backward()
+    assert len(adapter.generator._workspace) > 0
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert len(clone.genft._workspace) == 0
+        clone(torch.randn(1, 3, 32, 32)).sum().backward()  # and it trains
+        assert len(clone.genft._workspace) > 0
+
+
 def test_workspace_copy_is_refreshed_when_the_source_changes():
     ws = Workspace()
     src = torch.arange(6.0).view(2, 3)
@@ -103,7 +117,7 @@ def test_training_steps_reuse_the_generator_buffers_and_eval_lets_them_go():
         model(x).sum().backward()
         ptrs.append({k: v.data_ptr() for k, v in ws._slots.items()})
     # the two stages' matrices, their gradients, and W0 + ΔW of each block's qkv
-    assert set(ptrs[0]) == {"stage0", "out", "grad_out", "grad_stage0", "weight:0", "weight:1"}
+    assert set(ptrs[0]) == {"stage0", "out", "grad_out", "grad_stage0", "weight:0", "weight:2"}
     assert ptrs[1] == ptrs[2]  # steady state: no new d × d buffers
     model.eval()
     assert len(ws) == 0
