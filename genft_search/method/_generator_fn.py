@@ -153,8 +153,6 @@ class StageSpec:
     dropout: float
     transpose_out: bool
     scale: float
-    has_down_bias: bool
-    has_up_bias: bool
 
 
 def _forward_stage(spec: StageSpec, x: Tensor, down: Tensor, up: Tensor, c: Tensor | None,
@@ -181,31 +179,33 @@ def _forward_stage(spec: StageSpec, x: Tensor, down: Tensor, up: Tensor, c: Tens
     return u, hid, y, (None if spec.act2 is _identity else v)
 
 
-def _backward_stage(spec: StageSpec, gy: Tensor, x: Tensor, down: Tensor, up: Tensor, u: Tensor,
+def _backward_stage(spec: StageSpec, gy: Tensor, x: Tensor, params: Sequence[Tensor | None], u: Tensor,
                     hid: Tensor, v: Tensor | None, dropped: Tensor | None, gx_out: Tensor | None,
                     gx_transposed: bool) -> tuple[Tensor | None, ...]:
     """Gradients (x, down, up, c, e) of one stage; ``gy`` is owned and overwritten.
 
-    ``gx_out`` receives the gradient of x (of xᵀ with ``gx_transposed``), or None to skip it.
+    ``params`` are the stage's (down, up, down bias, up bias); ``gx_out`` receives the gradient of
+    x (of xᵀ with ``gx_transposed``), or None to skip it.
     """
+    down, up, c, e = params
     if dropped is not None:
         gy.view(-1).index_fill_(0, dropped, 0.0)
     if spec.scale != 1.0:
         gy.mul_(spec.scale)
     gv = gy if v is None else _act_backward(spec.act2, v, gy)
     if not spec.transpose_out:  # v = hid Uᵀ + e, u = x Dᵀ + c
-        ge = gv.sum((0, 1)) if spec.has_up_bias else None
+        ge = gv.sum((0, 1)) if e is not None else None
         gup = torch.bmm(hid.transpose(1, 2), gv).transpose(1, 2)  # = gvᵀ hid, thin matrix on the left
         gu = _act_backward(spec.act1, u, torch.bmm(gv, up))  # (T, n, h)
-        gc = gu.sum((0, 1)) if spec.has_down_bias else None
+        gc = gu.sum((0, 1)) if c is not None else None
         gdown = torch.bmm(gu.transpose(1, 2), x)
         gu_rows = gu  # gx = gu D, gxᵀ = Dᵀ guᵀ
         gu_cols = gu.transpose(1, 2)
     else:  # vᵀ = U hidᵀ + e, uᵀ = D xᵀ + c
-        ge = gv.sum((0, 2)) if spec.has_up_bias else None
+        ge = gv.sum((0, 2)) if e is not None else None
         gup = torch.bmm(gv, hid.transpose(1, 2))
         gu = _act_backward(spec.act1, u, torch.bmm(up.transpose(1, 2), gv))  # (T, h, n)
-        gc = gu.sum((0, 2)) if spec.has_down_bias else None
+        gc = gu.sum((0, 2)) if c is not None else None
         gdown = torch.bmm(gu, x)
         gu_rows = gu.transpose(1, 2)  # gx = guᵀ D, gxᵀ = Dᵀ gu
         gu_cols = gu
@@ -282,15 +282,15 @@ class _StagesFunction(torch.autograd.Function):
         gx0 = None
         for i in reversed(range(n_st)):
             x, u, hid, v = saved[4 * i: 4 * i + 4]
-            down, up = params[4 * i], params[4 * i + 1]
+            stage_params = params[4 * i: 4 * i + 4]
             if i > 0:  # x is the previous stage's result, transposed: its gradient in that layout
                 gx_out = ws.take(f"grad_stage{i - 1}", (x.shape[0], x.shape[2], x.shape[1]), like)
             elif need[3]:
                 gx_out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
             else:
                 gx_out = None
-            gx, gdown, gup, gc, ge = _backward_stage(specs[i], gy, x, down, up, u, hid, v, drops[i],
-                                                     gx_out, gx_transposed=i > 0)
+            gx, gdown, gup, gc, ge = _backward_stage(specs[i], gy, x, stage_params, u, hid, v,
+                                                     drops[i], gx_out, gx_transposed=i > 0)
             out_grads[4 * i: 4 * i + 4] = [gdown, gup, gc, ge]
             if i > 0:
                 gy = gx

@@ -63,13 +63,6 @@ def _cat(first: Tensor | None, second: Tensor | None, dim: int) -> Tensor | None
 _HOMOGENEOUS = ("identity", "relu", "leaky_relu")  # σ(f·u) = f·σ(u) for f >= 0
 
 
-def _stage_spec(sigma1: str, sigma2: str, dropout: float, transpose_out: bool, scale: float,
-                down_bias: Tensor | None, up_bias: Tensor | None) -> StageSpec:
-    act1, act2 = _activation(sigma1, "sigma1"), _activation(sigma2, "sigma2")
-    return StageSpec(act1=act1, act2=act2, dropout=dropout, transpose_out=transpose_out, scale=scale,
-                     has_down_bias=down_bias is not None, has_up_bias=up_bias is not None)
-
-
 def _select_bias(bias: Tensor | None, n_shared: int, n_specific: int, keep_shared: bool,
                  keep_specific: bool, field: str) -> Tensor | None:
     """Down bias layout is [shared (a) | specific (b)]; drop the entries of an ignored half."""
@@ -176,7 +169,9 @@ def _generate_batched(
                 up = up * scale
                 e = None if e is None else e * scale
                 scale = 1.0
-        return _stage_spec(sigma1, sigma2, p_drop, transpose_out, scale, c, e), (down, up, c, e)
+        spec = StageSpec(act1=ACTIVATIONS[sigma1], act2=ACTIVATIONS[sigma2], dropout=p_drop,
+                         transpose_out=transpose_out, scale=scale)
+        return spec, (down, up, c, e)
 
     transposed = delta_layout == "transposed"
     if stages[1] and stages[2]:  # S_1(W0') = z1 / keep; Y = S_2(S_1ᵀ); ΔW = Y or Yᵀ
