@@ -223,6 +223,13 @@ def plan_study(config: StudyConfig, *, n_trials: int | None = None, check_data: 
     make_sampler(config, space)
     make_scheduler(config, max_budget)
     trainable = trainable or _load_trainable(config)
+    if config.trainable is None:  # the built-in trainables read the method's keys from `fixed`
+        from genft_search.method import check_method_config
+
+        try:
+            check_method_config(config.method, config.fixed)
+        except ValueError as exc:
+            raise UserError(f"{config.source}: fixed: {exc}") from None
     if check_data and config.trainable is None:
         from trainables import registry
 

@@ -10,7 +10,7 @@ from genft_search.method._baselines import FullFineTuneAdapter, LinearProbeAdapt
 from genft_search.method._counts import genft_num_parameters, lora_num_parameters
 from genft_search.method._generator import GenFTGenerator
 from genft_search.method._genft import GenFTAdapter, attach_genft, load_genft
-from genft_search.method._registry import attach_method, list_methods, register_method
+from genft_search.method._registry import attach_method, check_method_config, list_methods, register_method
 from genft_search.method._targets import detect_family
 from genft_search.method.config import GenFTConfig
 from genft_search.method.functional import generate_delta
@@ -25,6 +25,7 @@ __all__ = [
     "MethodAdapter",
     "attach_genft",
     "attach_method",
+    "check_method_config",
     "detect_family",
     "generate_delta",
     "genft_num_parameters",

@@ -83,10 +83,8 @@ def _get(config: Mapping[str, Any] | None, key: str, cast: type) -> Any:
     return out
 
 
-def attach_lora(model: nn.Module, config: Mapping[str, Any] | None = None) -> LoraAdapter:
-    """Inject LoRA (``lora_r``, ``lora_alpha``, ``lora_dropout``) on the q/v projections."""
-    from peft import LoraConfig, inject_adapter_in_model
-
+def lora_settings(config: Mapping[str, Any] | None) -> tuple[int, float, float]:
+    """(rank, alpha, dropout) from a flat trial config; ``ValueError`` naming the key if invalid."""
     rank = _get(config, "lora_r", int)
     alpha = _get(config, "lora_alpha", float)
     dropout = _get(config, "lora_dropout", float)
@@ -94,6 +92,14 @@ def attach_lora(model: nn.Module, config: Mapping[str, Any] | None = None) -> Lo
         raise ValueError(f"lora_r: {rank!r} is invalid; expected an integer >= 1")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"lora_dropout: {dropout!r} is invalid; expected a number in [0, 1)")
+    return rank, alpha, dropout
+
+
+def attach_lora(model: nn.Module, config: Mapping[str, Any] | None = None) -> LoraAdapter:
+    """Inject LoRA (``lora_r``, ``lora_alpha``, ``lora_dropout``) on the q/v projections."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    rank, alpha, dropout = lora_settings(config)
     family = detect_family(model)
     names = [m.name for m in find_adapted_modules(model, family, ("q", "v"))]
     lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=names, bias="none")

@@ -8,24 +8,33 @@ from typing import Any, TypeVar
 from torch import nn
 
 from genft_search.method._base import MethodAdapter
-from genft_search.method._baselines import attach_full, attach_linear, attach_lora
+from genft_search.method._baselines import attach_full, attach_linear, attach_lora, lora_settings
 from genft_search.method._genft import attach_genft
+from genft_search.method.config import GenFTConfig
 
-__all__ = ["attach_method", "list_methods", "register_method"]
+__all__ = ["attach_method", "check_method_config", "list_methods", "register_method"]
 
 AttachFn = Callable[[nn.Module, Mapping[str, Any]], MethodAdapter]
 F = TypeVar("F", bound=AttachFn)
 
+CheckFn = Callable[[Mapping[str, Any]], object]
 _METHODS: dict[str, AttachFn] = {}
+_CHECKS: dict[str, CheckFn] = {}
 
 
-def register_method(name: str) -> Callable[[F], F]:
-    """Decorator: make ``attach_method(name, ...)`` call the decorated ``fn(model, config)``."""
+def register_method(name: str, *, check: CheckFn | None = None) -> Callable[[F], F]:
+    """Decorator: make ``attach_method(name, ...)`` call the decorated ``fn(model, config)``.
+
+    ``check(config)`` validates a flat trial config without a model (``ValueError`` naming the
+    key), so a study can refuse a bad setting before any trial runs.
+    """
 
     def decorator(fn: F) -> F:
         if name in _METHODS and _METHODS[name] is not fn:
             raise ValueError(f"method {name!r} is already registered")
         _METHODS[name] = fn
+        if check is not None:
+            _CHECKS[name] = check
         return fn
 
     return decorator
@@ -46,7 +55,17 @@ def attach_method(name: str, model: nn.Module, config: Mapping[str, Any] | None 
     return fn(model, dict(config or {}))
 
 
-register_method("genft")(attach_genft)
-register_method("lora")(attach_lora)
+def check_method_config(name: str, config: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` (naming the key) if ``config`` has an invalid setting for ``name``."""
+    if name not in _METHODS:
+        known = ", ".join(list_methods())
+        raise ValueError(f"method: {name!r} is not registered; expected one of {known}")
+    check = _CHECKS.get(name)
+    if check is not None:
+        check(config)
+
+
+register_method("genft", check=GenFTConfig.from_mapping)(attach_genft)
+register_method("lora", check=lora_settings)(attach_lora)
 register_method("linear")(attach_linear)
 register_method("full")(attach_full)
