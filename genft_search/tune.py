@@ -294,11 +294,28 @@ class OptunaSearcher(_SearcherBase):  # type: ignore[misc,valid-type]
         self._stopped: set[str] = set()
         self.changed = 0  # bumped on every tell (for the progress line)
 
+    # pickling -------------------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """What Ray pickles into ``tuner.pkl`` and its experiment state: names, never live objects.
+
+        The study, its storage and sampler (Optuna 5.1's NSGA-II holds a ``threading.Lock``), the plan
+        (whose config holds the storage URL and ``${VAR}``-expanded values) and the live trials stay in
+        the driver. Ray never needs them back: the study store is the truth, and a resumed run asks it.
+        """
+        return {"_metric": self._metric, "_mode": self._mode, "study_name": self.study.study_name,
+                "runner": self._runner.id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.study = None  # a detached copy: it proposes nothing (see ``suggest``)
+
     # Ray Tune API ---------------------------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.study is None:  # unpickled by Ray: only the driver's own searcher may ask the store
+            return self.FINISHED
         with store.study_lock(self.study._storage, self.study.study_name):
             counts = store.state_counts(self.study)
             if counts["finished"] + counts["running"] >= self._n_trials:
