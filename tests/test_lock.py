@@ -5,10 +5,10 @@ and the environment the tests run in is the one it describes (what `make install
 from __future__ import annotations
 
 import os
-import tomllib
 from importlib import metadata
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -40,7 +40,8 @@ def test_every_declared_dependency_is_pinned_within_its_range() -> None:
             f"constraints.txt pins {req.name}=={pins[name]}, outside the pyproject's range {req.specifier}"
 
 
-@pytest.mark.skipif(bool(os.environ.get("GENFT_UNLOCKED")), reason="make test-latest: newest versions on purpose")
+@pytest.mark.skipif(bool(os.environ.get("GENFT_UNLOCKED")),
+                    reason="make test-latest: newest versions on purpose")
 def test_the_test_environment_is_the_locked_one() -> None:
     """The versions under test are the locked ones (else CI would pass on a set no user gets)."""
     pins = _lock()
