@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -46,8 +47,16 @@ __all__ = [
 
 METHODS = ("genft", "lora", "linear", "full")
 PROTOCOLS = ("honest", "paper")
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2")
-SCHEDULERS = ("asha", "hyperband", "median", "fifo")
+#: the study file's sampler names -> the ``optuna.samplers`` class the engine builds (the one list)
+SAMPLERS: dict[str, str] = {
+    "tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
+    "qmc": "QMCSampler", "grid": "GridSampler", "nsga2": "NSGAIISampler",
+}
+#: the study file's scheduler names -> the ``ray.tune.schedulers`` class the engine builds
+SCHEDULERS: dict[str, str] = {
+    "asha": "ASHAScheduler", "hyperband": "HyperBandScheduler", "median": "MedianStoppingRule",
+    "fifo": "FIFOScheduler",
+}
 #: keys of the trial config that hyperparameters may not shadow
 RESERVED_KEYS = frozenset({"method", "model", "data", "protocol"})
 _CONDITION_OPS = ("eq", "ne", "gt", "ge", "lt", "le", "in")
@@ -130,12 +139,23 @@ class DataSpec(BaseModel):
         return tasks
 
 
+def _one_of(value: str, table: Mapping[str, str]) -> str:
+    if value not in table:
+        raise ValueError(f"{value!r} is unknown; expected one of {', '.join(table)}")
+    return value
+
+
 class SamplerSpec(BaseModel):
     """An Optuna sampler by short name; other keys are its constructor's keyword arguments."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    name: Literal["tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2"] = "tpe"
+    name: str = "tpe"
     seed: int | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _one_of(value, SAMPLERS)
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -146,7 +166,12 @@ class SchedulerSpec(BaseModel):
     """A Ray Tune trial scheduler by short name; other keys are its constructor's keyword arguments."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    name: Literal["asha", "hyperband", "median", "fifo"] = "fifo"
+    name: str = "fifo"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _one_of(value, SCHEDULERS)
 
     @property
     def kwargs(self) -> dict[str, Any]:
