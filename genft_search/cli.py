@@ -180,14 +180,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for name in names:
         study = optuna.load_study(study_name=name, storage=rdb)
         c = store.state_counts(study)
-        total = study.user_attrs.get("n_trials")
+        record = store.StudyRecord.read(study)
+        total = record.n_trials
         best = store.best_trials(study)
         best_text = "-"
         if len(best) == 1 and best[0].value is not None:
             best_text = f"{best[0].value:.4g} (#{best[0].number})"
         elif len(best) > 1:
             best_text = f"{len(best)} Pareto"
-        rows.append((name, str(study.user_attrs.get("method", "-")), f"{c['finished']}/{total or '?'}",
+        rows.append((name, str(record.method or "-"), f"{c['finished']}/{total or '?'}",
                      str(c["complete"]), str(c["pruned"]), str(c["fail"]), str(c["running"]), best_text))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -210,14 +211,15 @@ def _cmd_best(args: argparse.Namespace) -> int:
     for trial in best:
         entry: dict[str, Any] = {"study": study.study_name, "trial": trial.number,
                                  "values": trial.values, "params": trial.params,
-                                 "budget": trial.user_attrs.get("budget"),
+                                 "budget": trial.user_attrs.get(store.ATTR_BUDGET),
                                  "config": store.trial_config(study, trial)}
         if args.evaluate_test:
             from trainables import registry
 
             metrics = registry.evaluate_test(entry["config"])
             entry["test"] = metrics
-            study.set_user_attr("test_evaluation", {"trial": trial.number, "metrics": metrics})
+            store.StudyRecord(test_evaluation={"trial": trial.number, "metrics": metrics}).write(
+                study, "test_evaluation")
         out.append(entry)
     if args.json:
         print(json.dumps(out if len(out) > 1 else out[0], indent=2, default=str))

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,12 @@ from genft_search.errors import UserError
 __all__ = [
     "DEFAULT_STORAGE",
     "STORAGE_ENV",
+    "Heartbeat",
     "Runner",
+    "StudyRecord",
     "counted_trials",
     "export_trials",
+    "find_studies",
     "find_study",
     "open_storage",
     "probe_storage",
@@ -46,6 +49,8 @@ __all__ = [
     "resolve_storage_url",
     "state_counts",
     "study_lock",
+    "study_names",
+    "tag_runner",
     "trial_records",
 ]
 
@@ -56,7 +61,8 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 HEARTBEAT_GRACE_S = 120.0
 HEARTBEAT_INTERVAL_S = 15.0
 
-# study and trial attribute keys (system attrs are invisible in the dashboard; user attrs are shown)
+# attribute keys (system attrs are invisible in the dashboard; user attrs are shown). The study's own
+# user attrs are the fields of :class:`StudyRecord`; these are the per-trial ones and the runner's.
 ATTR_RUNNER = "genft:runner"
 ATTR_HEARTBEAT = "genft:heartbeat:"
 ATTR_FINGERPRINT = "space_fingerprint"
@@ -66,6 +72,58 @@ ATTR_CONFIG = "config"
 ATTR_FAIL_REASON = "fail_reason"
 ATTR_REQUEUED = "requeued"
 ATTR_RETRY_OF = "retry_of"
+ATTR_BUDGET = "budget"
+ATTR_MAX_BUDGET = "max_budget"
+ATTR_METRICS = "metrics"
+ATTR_TRAIN_SECONDS = "train_seconds"
+ATTR_WARM_START = "warm_start"
+
+
+@dataclass
+class StudyRecord:
+    """What genft-search keeps on each Optuna study, as its user attrs (so optuna-dashboard shows them).
+
+    The one place that names them: the engine writes a record when it creates or resumes a study,
+    reports, tables and the CLI read it back. Studies made by hand (plain Optuna) read as a record with
+    the task and study file taken from the ``<file>/<task>`` name.
+    """
+
+    task: str | None = None
+    study_file: str | None = None
+    method: str | None = None
+    protocol: str | None = None
+    #: the base trial config every trial starts from (trial params go on top)
+    config: dict[str, Any] = field(default_factory=dict)
+    objective: list[dict[str, Any]] = field(default_factory=list)
+    n_trials: int | None = None
+    space_fingerprint: str | None = None
+    #: ``SearchSpace.describe()`` of the space the fingerprint was taken of
+    space: dict[str, Any] | None = None
+    warm_started: bool = False
+    #: an ablation's description (base, variants, seeds, setting); None for searches
+    ablation: dict[str, Any] | None = None
+    #: ``{"trial": n, "metrics": {...}}`` of ``genft-search best --evaluate-test``
+    test_evaluation: dict[str, Any] | None = None
+
+    @classmethod
+    def read(cls, study: optuna.Study) -> StudyRecord:
+        attrs = study.user_attrs
+        record = cls(**{f.name: attrs[f.name] for f in fields(cls) if f.name in attrs})
+        head, _, tail = study.study_name.rpartition("/")
+        record.task = record.task or (tail if head else None)
+        record.study_file = record.study_file or head or study.study_name
+        return record
+
+    def write(self, study: optuna.Study, *names: str) -> None:
+        """Store the ``names`` fields (every field that is set when none are named); unchanged ones are
+        not written again."""
+        current = study.user_attrs
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if (names and f.name not in names) or (not names and value in (None, {}, [], False)):
+                continue
+            if current.get(f.name) != value:
+                study.set_user_attr(f.name, value)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -261,12 +319,18 @@ def _lock_key(name: str) -> int:
 
 
 @contextlib.contextmanager
-def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
+def study_lock(target: optuna.Study | RDBStorage, study_name: str | None = None) -> Iterator[None]:
     """Serialise "count, then ask" across runners of one study (PostgreSQL advisory lock, or a file lock
-    beside SQLite), so several runners stop at exactly ``n_trials``."""
+    beside SQLite), so several runners stop at exactly ``n_trials``.
+
+    ``target`` is the study itself, or a storage with the study's name.
+    """
     import sqlalchemy
 
-    storage = getattr(storage, "_backend", storage)  # a study's storage is a cache around the RDB one
+    if isinstance(target, optuna.Study):
+        target, study_name = target._storage, target.study_name
+    assert study_name is not None, "study_lock(storage, study_name) needs the study's name"
+    storage: Any = getattr(target, "_backend", target)  # a study's storage is a cache around the RDB one
     dialect = storage.engine.dialect.name
     if dialect == "postgresql":
         key = _lock_key(f"genft:study:{study_name}")
@@ -336,6 +400,11 @@ def _process_start(pid: int) -> float | None:
         return round(psutil.Process(pid).create_time(), 2)
     except Exception:
         return None
+
+
+def tag_runner(study: optuna.Study, trial: optuna.Trial, runner: Runner) -> None:
+    """Record which runner owns ``trial`` (a system attr: stale-trial recovery reads it)."""
+    study._storage.set_trial_system_attr(trial._trial_id, ATTR_RUNNER, runner.id)
 
 
 class Heartbeat:
@@ -442,20 +511,40 @@ def study_names(storage: RDBStorage) -> list[str]:
     return sorted(s.study_name for s in storage.get_all_studies())
 
 
-def find_study(storage: RDBStorage, name: str) -> optuna.Study:
-    """Load ``name`` exactly, or the only study ``name/<task>``; otherwise a ``UserError`` listing them."""
+def find_studies(storage: RDBStorage, name: str, *, task: str | None = None,
+                 source: str = "study") -> list[optuna.Study]:
+    """The one study lookup: ``name/<task>`` when a task is given, else ``name`` exactly, else every
+    study ``name/<task>`` of a study file; none is a ``UserError`` (``source`` names the field).
+
+    Args:
+        storage: the opened study store.
+        name: a study name, or a study file's name (its studies are ``<name>/<task>``).
+        task: the task wanted, when ``name`` is a study file's.
+        source: what the error line names (a CLI argument, or ``<file>: <field>``).
+
+    Returns:
+        The loaded studies, in name order.
+    """
     names = study_names(storage)
-    if name in names:
-        return optuna.load_study(study_name=name, storage=storage)
-    prefixed = [n for n in names if n.startswith(name + "/")]
-    if len(prefixed) == 1:
-        return optuna.load_study(study_name=prefixed[0], storage=storage)
-    shown = redact_url(storage.url)
-    if prefixed:
-        raise UserError(f"study: {name!r} has several tasks in {shown}; expected one of "
-                        f"{', '.join(prefixed)}")
-    raise UserError(f"study: no study {name!r} in {shown}; expected one of "
-                    f"{', '.join(names) or '(none yet)'}")
+    wanted = [f"{name}/{task}", name] if task else [name]
+    chosen = next(([c] for c in wanted if c in names), [])
+    if not chosen and not task:
+        chosen = [n for n in names if n.startswith(name.rstrip("/") + "/")]
+    if not chosen:
+        what = f"{name}/{task} (or {name})" if task else f"{name!r} (or {name}/<task>)"
+        raise UserError(f"{source}: no study {what} in {redact_url(storage.url)}; expected one of "
+                        f"{', '.join(names) or '(none yet)'}")
+    return [optuna.load_study(study_name=n, storage=storage) for n in chosen]
+
+
+def find_study(storage: RDBStorage, name: str, *, task: str | None = None,
+               source: str = "study") -> optuna.Study:
+    """:func:`find_studies` for exactly one study (a study file with several tasks is a ``UserError``)."""
+    studies = find_studies(storage, name, task=task, source=source)
+    if len(studies) > 1:
+        raise UserError(f"{source}: {name!r} has several tasks in {redact_url(storage.url)}; expected one "
+                        f"of {', '.join(s.study_name for s in studies)}")
+    return studies[0]
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -15,7 +15,6 @@ from genft_search.ablation._config import (
 from genft_search.ablation._paper import PAPER_ABLATION, PAPER_PARAMS_M, paper_ablation
 from genft_search.ablation._runner import base_setting, run_ablation, task_study_config, variant_configs
 from genft_search.ablation._table import (
-    ABLATION_ATTR,
     AblationTable,
     ablation_runs,
     ablation_table,
@@ -23,7 +22,6 @@ from genft_search.ablation._table import (
 )
 
 __all__ = [
-    "ABLATION_ATTR",
     "DEFAULT_SEEDS",
     "PAPER_ABLATION",
     "PAPER_PARAMS_M",

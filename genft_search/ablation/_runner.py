@@ -1,7 +1,7 @@
 """Running an ablation: per task, one Optuna study with a grid over variant × seed, run by the engine.
 
 Each task gets its own study (``<name>/<task>``), because the base setting (paper's, or a search's
-best) differs per task. The engine (:func:`genft_search.tune.run_study`) runs the grid through Ray,
+best) differs per task. The engine (:func:`genft_search.tune.run_plan`) runs the grids through Ray,
 stores every trial and resumes an interrupted ablation like any study; the table is then recomputed
 from what the store holds.
 """
@@ -17,7 +17,7 @@ import optuna
 
 from genft_search import store
 from genft_search.ablation._config import AblationConfig, load_ablation_config
-from genft_search.ablation._table import ABLATION_ATTR, AblationTable, ablation_table
+from genft_search.ablation._table import AblationTable, ablation_table
 from genft_search.config import RESERVED_KEYS, StudyConfig, parse_study_config
 from genft_search.errors import UserError
 from genft_search.method import GenFTConfig
@@ -34,15 +34,9 @@ def _family(kind: str) -> str:
 
 def _best_setting(config: AblationConfig, task: str, url: str) -> dict[str, Any]:
     rdb = store.open_storage(url, create=False, source=f"{config.source}: storage")
-    names = store.study_names(rdb)
-    wanted = str(config.spec.from_study)
-    name = next((n for n in (f"{wanted}/{task}", wanted) if n in names), None)
-    if name is None:
-        raise UserError(
-            f"{config.source}: from_study: no study {wanted}/{task} (or {wanted}) in "
-            f"{store.redact_url(url)}; expected one of {', '.join(names) or '(none yet)'}"
-        )
-    study = optuna.load_study(study_name=name, storage=rdb)
+    study = store.find_study(rdb, str(config.spec.from_study), task=task,
+                             source=f"{config.source}: from_study")
+    name = study.study_name
     if len(study.directions) > 1:
         raise UserError(
             f"{config.source}: from_study: study {name!r} has several objectives, so no single "
@@ -108,12 +102,12 @@ def _stored(config: AblationConfig, base: dict[str, Any]) -> dict[str, Any]:
     return {**config.describe(), "setting": base}
 
 
-def _check_resume(
-    config: AblationConfig, rdb: optuna.storages.RDBStorage, name: str, info: dict[str, Any]
-) -> None:
-    if name not in store.study_names(rdb):
+def _check_resume(config: AblationConfig, rdb: optuna.storages.RDBStorage | None, name: str,
+                  info: dict[str, Any]) -> None:
+    """Refuse to continue an ablation started with other settings (reads only)."""
+    if rdb is None or name not in store.study_names(rdb):
         return
-    old = optuna.load_study(study_name=name, storage=rdb).user_attrs.get(ABLATION_ATTR)
+    old = store.StudyRecord.read(optuna.load_study(study_name=name, storage=rdb)).ablation
     if old is None:
         raise UserError(
             f"{config.source}: name: study {name!r} exists and is not an ablation; "
@@ -127,15 +121,6 @@ def _check_resume(
             )
 
 
-def _finished(rdb: optuna.storages.RDBStorage, name: str, n_trials: int) -> bool:
-    """Whether a resumed task already has its whole grid (then Ray need not start for it)."""
-    if name not in store.study_names(rdb):
-        return False
-    study = optuna.load_study(study_name=name, storage=rdb)
-    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    return not running and store.counted_trials(study) >= n_trials
-
-
 def run_ablation(
     path: str | os.PathLike[str],
     *,
@@ -144,44 +129,36 @@ def run_ablation(
     out_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> AblationTable:
-    """Run (or resume) the ablation of ``path``; write its table as Markdown, CSV and LaTeX to ``out_dir``.
+    """Run (or resume) the ablation of ``path``; write its table as Markdown, CSV and LaTeX.
 
-    Everything (file, bases, variants, data, existing studies) is checked before anything is written.
-    Returns the table (``str()`` of it is the Markdown), recomputed from the stored trials.
+    Everything (file, bases, variants, data, existing studies) is checked before anything is written;
+    the engine then runs one planned grid study per task (:func:`genft_search.tune.run_plan`).
+
+    Args:
+        path: the ablation file.
+        storage: the ``--storage`` URL (else the file's, ``$GENFT_STORAGE`` or the default).
+        address: a Ray cluster to run on; a local Ray otherwise.
+        out_dir: where the tables go (``reports/`` by default).
+        progress: show the progress line.
+
+    Returns:
+        The table (``str()`` of it is the Markdown), recomputed from the stored trials.
     """
-    from genft_search.tune import ensure_ray, plan_study, run_study
+    from genft_search.tune import plan_study, run_plan
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = load_ablation_config(path)
     url = store.resolve_storage_url(storage, config.study.storage)
-    plans: dict[str, tuple[StudyConfig, dict[str, Any]]] = {}
+    probe = store.probe_storage(url, source=f"{config.source}: storage")
+    plans = []
     for task in config.tasks:
         base = base_setting(config, task, url)
         variant_configs(config, base)
-        study_config = task_study_config(config, task, base)
-        plan_study(study_config)
-        plans[task] = (study_config, _stored(config, base))
-    rdb = store.open_storage(url, create=True, source=f"{config.source}: storage")
-    for task, (study_config, info) in plans.items():
-        _check_resume(config, rdb, study_config.study_name(task), info)
-    pending = {t: p for t, p in plans.items() if not _finished(rdb, p[0].study_name(t), p[0].budget.n_trials)}
-    started = ensure_ray(address) if pending else False
-    try:
-        for task, (study_config, info) in pending.items():
-            study = optuna.create_study(
-                study_name=study_config.study_name(task),
-                storage=rdb,
-                directions=study_config.directions,
-                load_if_exists=True,
-            )
-            study.set_user_attr(ABLATION_ATTR, info)
-            run_study(study_config, storage=url, address=address, progress=progress)
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
-    studies = [optuna.load_study(study_name=c.study_name(t), storage=rdb) for t, (c, _) in plans.items()]
-    table = ablation_table(studies, config.name)
+        plan = plan_study(task_study_config(config, task, base))
+        plan.ablation = _stored(config, base)
+        _check_resume(config, probe, plan.config.study_name(task), plan.ablation)
+        plans.append(plan)
+    studies = run_plan(plans, storage=url, address=address, progress=progress)
+    table = ablation_table([studies[task] for task in config.tasks], config.name)
     table.write(Path(out_dir) if out_dir is not None else Path(DEFAULT_OUT_DIR))
     return table

@@ -25,15 +25,14 @@ from genft_search.ablation._config import VARIANTS
 from genft_search.ablation._paper import paper_ablation
 from genft_search.method import GenFTConfig
 
-__all__ = ["ABLATION_ATTR", "AblationTable", "ablation_runs", "ablation_table", "is_ablation_study"]
+__all__ = ["AblationTable", "ablation_runs", "ablation_table", "is_ablation_study"]
 
 #: study user attr marking an ablation study (value: base, variants, seeds, from_study, base setting)
-ABLATION_ATTR = "ablation"
 AVERAGE = "average"
 
 
 def is_ablation_study(study: optuna.Study | optuna.study.StudySummary) -> bool:
-    return isinstance(study.user_attrs.get(ABLATION_ATTR), dict)
+    return isinstance(store.StudyRecord.read(study).ablation, dict)
 
 
 def _family(kind: str | None) -> str:
@@ -41,7 +40,7 @@ def _family(kind: str | None) -> str:
 
 
 def _data(study: optuna.Study) -> dict[str, Any]:
-    return dict((study.user_attrs.get(store.ATTR_CONFIG) or {}).get("data") or {})
+    return dict(store.StudyRecord.read(study).config.get("data") or {})
 
 
 def _dims(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[int | None, int | None]:
@@ -58,10 +57,10 @@ def ablation_runs(studies: Iterable[optuna.Study]) -> pd.DataFrame:
     """One row per finished trial: task, variant, seed, value, params, shared/specific dims, trial."""
     rows = []
     for study in studies:
-        task = study.user_attrs.get("task") or study.study_name.rsplit("/", 1)[-1]
+        task = (store.StudyRecord.read(study).task or study.study_name)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             variant = trial.params.get("ablation", "full")
-            metrics = trial.user_attrs.get("metrics") or {}
+            metrics = trial.user_attrs.get(store.ATTR_METRICS) or {}
             a, b = _dims(study, trial)
             rows.append(
                 {
@@ -90,7 +89,7 @@ def _paper_for(studies: Sequence[optuna.Study]) -> dict[str, str]:
     for study in studies:
         data = _data(study)
         if data.get("root") != "builtin" and data.get("kind") in ("vtab1k", "fgvc"):
-            out[study.user_attrs.get("task") or study.study_name.rsplit("/", 1)[-1]] = data["kind"]
+            out[(store.StudyRecord.read(study).task or study.study_name)] = data["kind"]
     return out
 
 
@@ -269,14 +268,15 @@ def ablation_table(studies: Sequence[optuna.Study], name: str | None = None) -> 
     """The table of an ablation from its task studies as stored (one study per task)."""
     studies = list(studies)
     runs = ablation_runs(studies)
-    info = [s.user_attrs.get(ABLATION_ATTR) or {} for s in studies]
+    records = [store.StudyRecord.read(s) for s in studies]
+    info = [r.ablation or {} for r in records]
     variants = [
         v for v in VARIANTS if any(v in (i.get("variants") or []) for i in info) or v in set(runs["variant"])
     ]
     seeds = sorted({s for i in info for s in (i.get("seeds") or [])} | set(runs["seed"].dropna()))
-    objective = (studies[0].user_attrs.get("objective") or [{}])[0] if studies else {}
+    objective = (records[0].objective or [{}])[0] if records else {}
     metric = objective.get("metric", "objective") if isinstance(objective, dict) else "objective"
-    tasks = [s.user_attrs.get("task") or s.study_name.rsplit("/", 1)[-1] for s in studies]
+    tasks = [r.task or s.study_name for r, s in zip(records, studies)]
     paper_kinds = _paper_for(studies)
     rows: list[dict[str, Any]] = []
     for task in tasks:
@@ -376,5 +376,5 @@ def _average(
 
 
 def _common_name(studies: Sequence[optuna.Study]) -> str:
-    names = {s.user_attrs.get("study_file") or s.study_name.rsplit("/", 1)[0] for s in studies}
+    names = {store.StudyRecord.read(s).study_file for s in studies}
     return next(iter(names)) if len(names) == 1 else "ablation"

@@ -14,7 +14,6 @@ from pathlib import Path
 import optuna
 
 from genft_search import store
-from genft_search.errors import UserError
 from genft_search.report._panel import Panel, Section, slug
 from genft_search.report._params import parameter_count_figure
 
@@ -24,14 +23,7 @@ DEFAULT_OUT_DIR = "reports"
 
 
 def _studies(rdb: optuna.storages.RDBStorage, name: str, url: str) -> list[optuna.Study]:
-    names = store.study_names(rdb)
-    chosen = [name] if name in names else [n for n in names if n.startswith(name.rstrip("/") + "/")]
-    if not chosen:
-        raise UserError(
-            f"report: STUDY_OR_ABLATION: no study {name!r} (or {name}/<task>) in "
-            f"{store.redact_url(url)}; expected one of {', '.join(names) or '(none yet)'}"
-        )
-    return [optuna.load_study(study_name=n, storage=rdb) for n in chosen]
+    return store.find_studies(rdb, name, source="report: STUDY_OR_ABLATION")
 
 
 def report_sections(name: str, studies: list[optuna.Study]) -> list[Section]:

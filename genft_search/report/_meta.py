@@ -29,20 +29,15 @@ class StudyMeta:
 
 def study_meta(study: optuna.Study) -> StudyMeta:
     """Read the engine's study attrs; studies made elsewhere (plain Optuna) give what they can."""
-    attrs = study.user_attrs
-    config = attrs.get(store.ATTR_CONFIG) or {}
+    record = store.StudyRecord.read(study)
+    config = record.config
     data = config.get("data") or {}
     model = config.get("model") or {}
-    objectives = attrs.get("objective") or []
-    metrics = [o.get("metric", "objective") for o in objectives if isinstance(o, dict)]
-    task = (
-        attrs.get("task")
-        or data.get("task")
-        or (study.study_name.rsplit("/", 1)[-1] if "/" in study.study_name else None)
-    )
+    metrics = [o.get("metric", "objective") for o in record.objective if isinstance(o, dict)]
+    task = study.user_attrs.get("task") or data.get("task") or record.task
     return StudyMeta(
-        method=attrs.get(store.ATTR_METHOD) or config.get("method"),
-        protocol=attrs.get("protocol") or config.get("protocol"),
+        method=record.method or config.get("method"),
+        protocol=record.protocol or config.get("protocol"),
         data_kind=data.get("kind"),
         data_root=data.get("root"),
         task=task,

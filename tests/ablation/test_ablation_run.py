@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from genft_search.ablation import ABLATION_ATTR, ablation_table, run_ablation
+from genft_search.ablation import ablation_table, run_ablation
 from genft_search.errors import UserError
 from genft_search.method import GenFTConfig, genft_num_parameters
 from genft_search.report import write_report
@@ -81,7 +81,7 @@ def test_every_variant_and_seed_is_trained_once_and_stored(ran) -> None:
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert {(t.params["ablation"], t.params["seed"]) for t in trials} == GRID and len(trials) == 6
     assert all(len(t.intermediate_values) == 2 and t.user_attrs["budget"] == 2 for t in trials)
-    info = study.user_attrs[ABLATION_ATTR]
+    info = study.user_attrs["ablation"]
     assert info["base"] == "paper" and info["seeds"] == [1, 2]
     assert info["setting"]["shared_dim"] == 100 and info["setting"]["epochs"] == 2  # paper's row + fixed
 

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import optuna
 
-from genft_search.ablation import ABLATION_ATTR
 from genft_search.method import GenFTConfig, genft_num_parameters
 
 D, LAYERS, EPOCHS = 16, 2, 4
@@ -102,7 +101,7 @@ def make_ablation_studies(
             "protocol": "honest",
             "study_file": name,
             "objective": [{"metric": "val_top1", "direction": "maximize", "scope": "last"}],
-            ABLATION_ATTR: {
+            "ablation": {
                 "base": "fixed",
                 "variants": list(variants),
                 "seeds": list(seeds),

@@ -1,0 +1,215 @@
+"""Planning a study, with no side effects: everything that can be wrong with a study file is found here.
+
+A :class:`StudyPlan` is what the run needs: the search space and its fingerprint, the trainable, the
+per-task base trial configs, the total ``n_trials`` and the budget in epochs. The sampler and scheduler
+factories build from the schema's own name tables (``genft_search.config.SAMPLERS`` / ``SCHEDULERS``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from genft_search.config import SAMPLERS, SCHEDULERS, StudyConfig
+from genft_search.errors import UserError
+from genft_search.space import SearchSpace, build_space
+
+if TYPE_CHECKING:
+    from ray.tune.schedulers import TrialScheduler
+
+__all__ = ["BUDGET_KEY", "StudyPlan", "make_sampler", "make_scheduler", "plan_study", "prefixed"]
+
+#: the result key that counts a trial's budget (the trainables' 1-based epoch)
+BUDGET_KEY = "epoch"
+
+
+@dataclass
+class StudyPlan:
+    """A validated study, ready to run: its space, trainable and per-task base trial configs."""
+
+    config: StudyConfig
+    space: SearchSpace
+    fingerprint: str
+    trainable: Callable[[dict[str, Any]], None]
+    base_configs: dict[str, dict[str, Any]]
+    n_trials: int
+    max_budget: int | None
+    notes: list[str] = field(default_factory=list)
+    #: extra study attributes written when the study is created (an ablation's description)
+    ablation: dict[str, Any] | None = None
+
+    def sampler(self) -> optuna.samplers.BaseSampler:
+        return make_sampler(self.config, self.space)
+
+    def scheduler(self) -> TrialScheduler:
+        return make_scheduler(self.config, self.max_budget)
+
+
+def _base_config(config: StudyConfig, task: str) -> dict[str, Any]:
+    data = config.data.model_dump(exclude_none=True)
+    data.pop("tasks", None)
+    data["task"] = task
+    base: dict[str, Any] = {
+        "method": config.method,
+        "model": config.model.model_dump(exclude_none=True),
+        "data": data,
+        "protocol": config.protocol,
+        "seed": 42,
+    }
+    base.update(config.fixed)
+    return base
+
+
+def _load_trainable(config: StudyConfig) -> Callable[[dict[str, Any]], None]:
+    if config.trainable is None:
+        from trainables import registry
+
+        with prefixed(config.source):
+            return registry.get_trainable(config.data.kind)
+    module_name, _, attr = config.trainable.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        trainable: Callable[[dict[str, Any]], None] = getattr(module, attr)
+        return trainable
+    except (ImportError, AttributeError) as exc:
+        raise UserError(
+            f"{config.source}: trainable: cannot import {config.trainable!r} ({exc.__class__.__name__}); "
+            "expected module.path:function importable here"
+        ) from None
+
+
+@contextlib.contextmanager
+def prefixed(source: str) -> Iterator[None]:
+    """Name the study file in ``UserError`` messages raised by trainables (they do not know it)."""
+    try:
+        yield
+    except UserError as exc:
+        message = str(exc)
+        if message.startswith(source):
+            raise
+        raise UserError(f"{source}: {message}") from None
+
+
+def _check_kwargs(target: Any, kwargs: Mapping[str, Any], where: str, reserved: set[str]) -> None:
+    allowed = [p for p in inspect.signature(target).parameters if p not in ("self", "kwargs", *reserved)]
+    for key in kwargs:
+        if key not in allowed:
+            raise UserError(f"{where}: unknown option {key!r}; expected one of {', '.join(allowed)}")
+
+
+def make_sampler(config: StudyConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The study's Optuna sampler; unknown or invalid options are a ``UserError``."""
+    spec = config.sampler
+    cls = getattr(optuna.samplers, SAMPLERS[spec.name])
+    where = f"{config.source}: sampler"
+    kwargs = spec.kwargs
+    reserved = {"search_space"} if spec.name == "grid" else set()
+    _check_kwargs(cls.__init__, kwargs, where, reserved)
+    if spec.seed is not None:
+        kwargs["seed"] = spec.seed
+    if spec.name == "grid":
+        kwargs["search_space"] = space.grid(config.source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler: optuna.samplers.BaseSampler = cls(**kwargs)
+            return sampler
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{where}: {spec.name}: {' '.join(str(exc).split())}") from None
+
+
+def make_scheduler(config: StudyConfig, max_budget: int | None) -> TrialScheduler:
+    """The Ray Tune scheduler, on the ``epoch`` the trainable reports (``max_t`` = epochs by default)."""
+    from ray.tune import schedulers
+
+    spec = config.scheduler
+    where = f"{config.source}: scheduler"
+    kwargs = spec.kwargs
+    cls = getattr(schedulers, SCHEDULERS[spec.name])
+    _check_kwargs(cls.__init__, kwargs, where, {"time_attr", "metric", "mode"})
+    if spec.name in ("asha", "hyperband"):
+        if "max_t" not in kwargs:
+            if max_budget is None:
+                raise UserError(
+                    f"{where}: {spec.name} needs max_t; expected scheduler.max_t or fixed.epochs"
+                )
+            kwargs["max_t"] = max_budget
+        if spec.name == "asha" and kwargs.get("grace_period", 1) > kwargs["max_t"]:
+            raise UserError(f"{where}: grace_period {kwargs['grace_period']} exceeds max_t "
+                            f"{kwargs['max_t']}; "
+                            "expected grace_period <= max_t (epochs)")
+    if spec.name != "fifo":
+        kwargs["time_attr"] = BUDGET_KEY
+    try:
+        scheduler: TrialScheduler = cls(**kwargs)
+        return scheduler
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise UserError(f"{where}: {spec.name}: {' '.join(str(exc).split()) or 'invalid options'}") from None
+
+
+def _max_budget(config: StudyConfig) -> int | None:
+    epochs = config.fixed.get("epochs")
+    if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0:
+        return epochs
+    max_t = config.scheduler.kwargs.get("max_t")
+    return int(max_t) if isinstance(max_t, (int, float)) else None
+
+
+def plan_study(config: StudyConfig, *, n_trials: int | None = None, check_data: bool = True,
+               trainable: Callable[[dict[str, Any]], None] | None = None) -> StudyPlan:
+    """Validate a study without side effects: space, sampler, scheduler, trainable and data.
+
+    Args:
+        config: the parsed study file.
+        n_trials: overrides ``budget.n_trials`` (the study's total of finished trials).
+        check_data: look at the data and model on disk (off for custom trainables and benchmarks).
+        trainable: a function that replaces the one ``data.kind`` selects.
+
+    Returns:
+        The plan :func:`genft_search.tune.run_plan` runs.
+
+    Raises:
+        UserError: one line naming the file and field, for anything a run would trip over.
+    """
+    space = build_space(config)
+    if n_trials is not None and n_trials < 1:
+        raise UserError(f"--n-trials: {n_trials} is not a number of trials; expected an integer >= 1")
+    total = n_trials if n_trials is not None else config.budget.n_trials
+    notes: list[str] = []
+    if config.sampler.name == "grid":
+        size = space.grid_size(config.source)
+        if total > size:
+            notes.append(f"grid of {size} points: n_trials lowered from {total} to {size}")
+            total = size
+    if len(config.objectives) > 1 and config.sampler.name == "cmaes":
+        raise UserError(f"{config.source}: sampler: cmaes handles one objective; expected tpe, "
+                        f"nsga2, gp or random")
+    max_budget = _max_budget(config)
+    make_sampler(config, space)
+    make_scheduler(config, max_budget)
+    trainable = trainable or _load_trainable(config)
+    if config.trainable is None:  # the built-in trainables read the method's keys from `fixed`
+        from genft_search.method import check_method_config
+
+        try:
+            check_method_config(config.method, config.fixed)
+        except ValueError as exc:
+            raise UserError(f"{config.source}: fixed: {exc}") from None
+    if check_data and config.trainable is None:
+        from trainables import registry
+
+        for task in config.data.tasks:
+            with prefixed(config.source):
+                registry.check_data(config.data.model_dump(exclude_none=True), task)
+        with prefixed(config.source):
+            registry.check_model(config.data.kind, config.model.model_dump(exclude_none=True))
+    bases = {task: _base_config(config, task) for task in config.data.tasks}
+    fingerprint = space.fingerprint(config.method)
+    return StudyPlan(config, space, fingerprint, trainable, bases, total, max_budget, notes)

@@ -1,0 +1,224 @@
+"""Ray glue: starting Ray quietly, the environment of one experiment, resources, the run's callback and
+the progress snapshot. Ray itself is imported inside the functions, so planning never needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import TrialState
+
+from genft_search import store
+from genft_search.config import StudyConfig
+from genft_search.errors import UserError
+from genft_search.progress import ProgressLine, Snapshot
+
+if TYPE_CHECKING:
+    from ray.tune import Callback
+    from ray.tune.schedulers import TrialScheduler
+
+    from genft_search.tune._searcher import OptunaSearcher
+
+__all__ = ["cluster_concurrency", "ensure_ray", "fit_resources", "local_resources", "make_callback",
+           "recording_stops", "runs_dir", "snapshot", "tune_env"]
+
+def _error_reason(trial: Any) -> str:
+    """The last ``SomeError: message`` line of a failed Ray trial's traceback."""
+    text = ""
+    with contextlib.suppress(Exception):
+        path = trial.error_file
+        if path and os.path.exists(path):
+            text = Path(path).read_text(errors="replace")
+    if not text:
+        with contextlib.suppress(Exception):
+            text = str(trial.get_error() or "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head.endswith(("Error", "Exception", "Interrupt")) and " " not in head:
+            return line[:500]
+    return (lines[-1][:500] if lines else "the trial raised an error")
+
+
+def _ray_env(local: bool) -> None:
+    """Variables Ray reads when it starts (they must be set before ``ray.init``)."""
+    if local:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+
+
+#: variables Ray Tune reads while an experiment runs; set only around our own ``Tuner.fit``
+_TUNE_ENV = {
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
+    # Ctrl-C should stop the runner (trials re-enqueued), not only end one task's experiment
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
+    # the store keeps every result; per-trial CSV/JSON/TensorBoard files would only fill the disk
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000000",
+    "RAY_TRAIN_ENABLE_STATE_TRACKING": "0",
+}
+
+
+@contextlib.contextmanager
+def tune_env() -> Iterator[None]:
+    """Set :data:`_TUNE_ENV` (unless the user set them) for one experiment, then restore the environment.
+
+    Leaving them set would change how the caller's own Tuners behave afterwards (no result logs).
+    """
+    added = [key for key in _TUNE_ENV if key not in os.environ]
+    for key in added:
+        os.environ[key] = _TUNE_ENV[key]
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _quiet_ray_loggers() -> None:
+    # trial errors reach the user through the store and the progress line, not Ray's log lines
+    for name in ("ray", "ray.tune", "ray.train", "ray.air", "ray.data"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def ensure_ray(address: str | None) -> bool:
+    """Start (or connect to) Ray quietly; True when this call started it."""
+    _ray_env(local=address is None)
+    import ray
+
+    _quiet_ray_loggers()
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "logging_level": logging.ERROR, "configure_logging": True}
+    try:
+        if address is None:
+            ray.init(object_store_memory=256 * 1024**2, **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = "--address" if address else "ray"
+        raise UserError(f"{where}: cannot start or reach Ray at {address or 'local'}: "
+                        f"{' '.join(str(exc).split())[:300]}") from None
+    _quiet_ray_loggers()
+    return True
+
+
+def local_resources() -> tuple[float, float]:
+    """CPUs and GPUs a local Ray instance will have (what ``ray.init()`` detects)."""
+    gpus = 0.0
+    with contextlib.suppress(Exception):
+        import torch
+
+        gpus = float(torch.cuda.device_count())
+    return float(os.cpu_count() or 1), gpus
+
+
+def cluster_concurrency(config: StudyConfig) -> int:
+    import ray
+
+    total = ray.cluster_resources()
+    return fit_resources(config, float(total.get("CPU", 0)), float(total.get("GPU", 0)))
+
+
+def fit_resources(config: StudyConfig, cpus: float, gpus: float) -> int:
+    """How many trials fit at once; ``UserError`` when one trial asks for more than there is."""
+    res = config.resources
+    if res.cpu > cpus + 1e-9:
+        raise UserError(f"{config.source}: resources.cpu: {res.cpu} CPUs per trial but the Ray cluster has "
+                        f"{cpus:g}; expected at most {cpus:g}")
+    if res.gpu > gpus + 1e-9:
+        raise UserError(f"{config.source}: resources.gpu: {res.gpu} GPUs per trial but the Ray cluster has "
+                        f"{gpus:g}; expected at most {gpus:g}")
+    limit = math.floor(cpus / res.cpu + 1e-9)
+    if res.gpu > 0:
+        limit = min(limit, math.floor(gpus / res.gpu + 1e-9))
+    return max(1, limit)
+
+
+def runs_dir() -> Path:
+    root = os.environ.get("GENFT_RUNS_DIR")
+    if root:
+        return Path(root).expanduser()
+    home = os.environ.get("GENFT_HOME")
+    base = Path(home).expanduser() if home else Path.home() / ".cache" / "genft-search"
+    return base / "ray_results"
+
+
+def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label: str, n_trials: int,
+                  objectives: list[Any]) -> Callback:
+    from ray import tune
+
+    class _Events(tune.Callback):
+        """Failure reasons into the store, and the progress line."""
+
+        def __init__(self) -> None:
+            self._seen = -1
+            self._next = 0.0
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            searcher.fail(trial.trial_id, _error_reason(trial))
+            self._refresh(force=True)
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._refresh(force=True)
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._refresh(force=True)
+
+        def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+            self._refresh()
+
+        def _refresh(self, force: bool = False) -> None:
+            now = time.monotonic()
+            if not force and now < self._next and searcher.changed == self._seen:
+                return
+            self._seen, self._next = searcher.changed, now + 1.0
+            progress.update(snapshot(searcher.study, study_label, n_trials, objectives))
+
+    return _Events()
+
+
+def snapshot(study: optuna.Study, label: str, n_trials: int, objectives: list[Any]) -> Snapshot:
+    """Counts and best value of ``study`` for the progress line."""
+    counts = store.state_counts(study)
+    best = None
+    if len(objectives) == 1:
+        with contextlib.suppress(ValueError):
+            trial = study.best_trial
+            best = f"{objectives[0].metric}={trial.value:.4g} (#{trial.number})"
+    else:
+        with contextlib.suppress(ValueError):
+            best = f"{len(study.best_trials)} on the Pareto front"
+    return Snapshot(label, counts["finished"], n_trials, counts["running"], counts["complete"],
+                    counts["pruned"], counts["fail"] - _requeued(study), best)
+
+
+def _requeued(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+               if t.user_attrs.get(store.ATTR_REQUEUED))
+
+
+
+
+def recording_stops(scheduler: TrialScheduler, searcher: OptunaSearcher) -> TrialScheduler:
+    """Tell the searcher which trials the scheduler stopped (PRUNED even when no budget is known)."""
+    decide = scheduler.on_trial_result
+
+    def on_trial_result(tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        decision: str = decide(tune_controller, trial, result)
+        if decision == "STOP":
+            searcher.mark_stopped(trial.trial_id)
+        return decision
+
+    scheduler.on_trial_result = on_trial_result  # type: ignore[method-assign]
+    return scheduler

@@ -1,0 +1,304 @@
+"""The run: check existing studies against the plan, create or resume them, and run each task's trials
+as one Ray Tune experiment whose searcher is the study itself.
+
+Nothing is written before everything is checked: the plan (file, space, trainable, data), the store
+(reachable, existing studies compatible) and the resources.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+
+from genft_search import store
+from genft_search.config import StudyConfig
+from genft_search.errors import UserError
+from genft_search.progress import ProgressLine
+from genft_search.space import incompatible_parameters, paper_setting, space_difference
+from genft_search.tune._plan import StudyPlan, plan_study
+from genft_search.tune._ray import (
+    cluster_concurrency,
+    ensure_ray,
+    fit_resources,
+    local_resources,
+    make_callback,
+    recording_stops,
+    runs_dir,
+    snapshot,
+    tune_env,
+)
+
+__all__ = ["run_plan", "run_study", "validate_study"]
+
+
+def _open_or_check(plan: StudyPlan, storage: optuna.storages.RDBStorage | None, task: str,
+                   allow_space_change: bool) -> optuna.Study | None:
+    """Load the task's study if it exists and refuse a changed space or method (no writes)."""
+    config = plan.config
+    name = config.study_name(task)
+    if storage is None or name not in store.study_names(storage):
+        return None
+    study = optuna.load_study(study_name=name, storage=storage)
+    directions = [d.name.lower() for d in study.directions]
+    if directions != config.directions:
+        raise UserError(f"{config.source}: objective: study {name!r} optimises {directions}, the file says "
+                        f"{config.directions}; expected the same directions or a new study name")
+    record = store.StudyRecord.read(study)
+    if record.space_fingerprint is None or record.space_fingerprint == plan.fingerprint:
+        return study
+    old_space = record.space or {}
+    new_space = plan.space.describe()
+    what = f"method {record.method} -> {config.method}" if record.method != config.method else \
+        space_difference(old_space, new_space)
+    if not allow_space_change:
+        raise UserError(
+            f"{config.source}: space: study {name!r} was run with another search space or method ({what}); "
+            "expected the same space, a new study name, or --allow-space-change"
+        )
+    bad = incompatible_parameters(old_space, new_space)
+    if bad:
+        raise UserError(
+            f"{config.source}: params: {', '.join(bad)} changed type or choices, which Optuna "
+            f"cannot continue "
+            f"in study {name!r}; expected the old choices or a new study name"
+        )
+    return study
+
+
+def _create_or_update(plan: StudyPlan, storage: optuna.storages.RDBStorage, task: str,
+                      study: optuna.Study | None) -> optuna.Study:
+    config = plan.config
+    new = study is None
+    if study is None:
+        study = optuna.create_study(study_name=config.study_name(task), storage=storage,
+                                    directions=config.directions, sampler=plan.sampler(), load_if_exists=True)
+    else:
+        study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=plan.sampler())
+    record = store.StudyRecord(
+        task=task, study_file=config.name, method=config.method, protocol=config.protocol,
+        config=plan.base_configs[task], objective=[o.model_dump() for o in config.objectives],
+        n_trials=plan.n_trials, ablation=plan.ablation,
+    )
+    if store.StudyRecord.read(study).space_fingerprint != plan.fingerprint:
+        record.space_fingerprint, record.space = plan.fingerprint, plan.space.describe()
+    record.write(study)
+    if new and config.warm_start is not None:
+        with store.study_lock(study):  # two runners may create the study together
+            if not store.StudyRecord.read(optuna.load_study(study_name=study.study_name,
+                                                            storage=storage)).warm_started:
+                _warm_start(plan, study, task)
+                store.StudyRecord(warm_started=True).write(study, "warm_started")
+    return study
+
+
+def _warm_start(plan: StudyPlan, study: optuna.Study, task: str) -> None:
+    warm = plan.config.warm_start
+    if warm is None:
+        return
+    rows = [paper_setting(plan.config.data.kind, task)] if warm == "paper" else list(warm)
+    for row in rows:
+        if not row:
+            continue
+        params = {k: v for k, v in row.items() if k in plan.space and plan.space.contains(k, v)}
+        if params:
+            origin = warm if isinstance(warm, str) else "file"
+            study.enqueue_trial(params, user_attrs={store.ATTR_WARM_START: origin})
+
+
+def validate_study(config: StudyConfig, *, storage: str | None = None, n_trials: int | None = None,
+                   allow_space_change: bool = False) -> list[str]:
+    """Everything ``run`` checks before writing, without writing.
+
+    Args:
+        config: the parsed study file.
+        storage: the ``--storage`` URL (else the file's, ``$GENFT_STORAGE`` or the default).
+        n_trials: overrides ``budget.n_trials``.
+        allow_space_change: accept an existing study with another (compatible) space.
+
+    Returns:
+        Lines describing the study: what runs, which studies resume, where they are stored.
+    """
+    plan = plan_study(config, n_trials=n_trials)
+    concurrency = fit_resources(config, *local_resources())
+    url = store.resolve_storage_url(storage, config.storage)
+    rdb = store.probe_storage(url, source=f"{config.source}: storage")
+    states = {}
+    for task in config.data.tasks:
+        study = _open_or_check(plan, rdb, task, allow_space_change)
+        done = store.state_counts(study)["finished"] if study is not None else 0
+        states[task] = "new" if study is None else f"resumes at {done} finished"
+    tasks = ", ".join(f"{config.study_name(t)} ({states[t]})" for t in config.data.tasks)
+    lines = [
+        f"ok: {config.source}: method {config.method}, protocol {config.protocol}, "
+        f"{len(plan.space)} searched parameters, sampler {config.sampler.name}, scheduler "
+        f"{config.scheduler.name}, "
+        f"n_trials {plan.n_trials} per task, up to {concurrency} trials at once on this machine",
+        f"studies: {tasks}",
+        f"storage: {store.redact_url(url)}",
+        *plan.notes,
+    ]
+    return lines
+
+
+def run_study(config: StudyConfig, *, storage: str | None = None, n_trials: int | None = None,
+              address: str | None = None, allow_space_change: bool = False,
+              trainable: Callable[[dict[str, Any]], None] | None = None,
+              progress: bool = True) -> dict[str, optuna.Study]:
+    """Run (or resume) the study of each task of ``config``.
+
+    Args:
+        config: the parsed study file.
+        storage: the ``--storage`` URL (else the file's, ``$GENFT_STORAGE`` or the default).
+        n_trials: overrides ``budget.n_trials`` (the study's total of finished trials, not "more").
+        address: a Ray cluster to run on (``auto`` or ``HOST:PORT``); a local Ray otherwise.
+        allow_space_change: continue an existing study with another (compatible) space.
+        trainable: replaces the one ``data.kind`` selects (custom trainables, benchmarks).
+        progress: show the progress line.
+
+    Returns:
+        ``{task: optuna.Study}``.
+
+    Raises:
+        UserError: anything wrong with the file, the store or the resources, before anything is written.
+    """
+    plan = plan_study(config, n_trials=n_trials, check_data=trainable is None, trainable=trainable)
+    return run_plan(plan, storage=storage, address=address, allow_space_change=allow_space_change,
+                    progress=progress)
+
+
+def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = None,
+             address: str | None = None, allow_space_change: bool = False,
+             progress: bool = True) -> dict[str, optuna.Study]:
+    """Run (or resume) one or several planned studies with one Ray instance.
+
+    Args:
+        plans: from :func:`plan_study` (an ablation hands one per task).
+        storage: the ``--storage`` URL (else each file's, ``$GENFT_STORAGE`` or the default).
+        address: a Ray cluster to run on; a local Ray otherwise.
+        allow_space_change: continue existing studies with another (compatible) space.
+        progress: show the progress line.
+
+    Returns:
+        ``{task: optuna.Study}`` over all plans.
+
+    Raises:
+        UserError: an incompatible existing study, an unreachable store, too few resources; raised
+            before anything is written.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    plans = [plans] if isinstance(plans, StudyPlan) else list(plans)
+    if address is None:
+        for plan in plans:
+            fit_resources(plan.config, *local_resources())
+    work: list[tuple[StudyPlan, str, str, optuna.Study | None]] = []
+    for plan in plans:
+        config = plan.config
+        url = store.resolve_storage_url(storage, config.storage)
+        probe = store.probe_storage(url, source=f"{config.source}: storage")  # reachable? compatible?
+        for task in config.data.tasks:
+            work.append((plan, task, url, _open_or_check(plan, probe, task, allow_space_change)))
+    started_ray = False
+    concurrency: int | None = None
+    runner = store.Runner.current()
+    storages: dict[str, optuna.storages.RDBStorage] = {}
+    studies: dict[str, optuna.Study] = {}
+    try:
+        for plan, task, url, study in work:
+            config = plan.config
+            if study is not None and _finished(study, plan.n_trials):
+                studies[task] = study  # nothing to do: no Ray, no writes
+                if progress:
+                    line = ProgressLine()
+                    line.update(snapshot(study, study.study_name, plan.n_trials, config.objectives))
+                    line.close()
+                continue
+            if concurrency is None:  # Ray only starts when a task has trials left to run
+                started_ray = ensure_ray(address)
+                concurrency = cluster_concurrency(config)
+            if url not in storages:
+                storages[url] = store.open_storage(url, create=True, source=f"{config.source}: storage")
+            study = _create_or_update(plan, storages[url], task, study)
+            studies[task] = study
+            _run_task(plan, study, task, runner, cluster_concurrency(config), progress)
+        return studies
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _finished(study: optuna.Study, n_trials: int) -> bool:
+    counts = store.state_counts(study)
+    return counts["finished"] >= n_trials and counts["running"] == 0 and counts["waiting"] == 0
+
+
+def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Runner, concurrency: int,
+              show_progress: bool) -> None:
+    from ray import tune
+
+    from genft_search.tune._searcher import OptunaSearcher
+
+    config = plan.config
+    line = ProgressLine(enabled=show_progress)
+    with store.Heartbeat(study, runner):
+        with store.study_lock(study):
+            store.recover_stale_trials(study)
+        counts = store.state_counts(study)
+        if counts["finished"] >= plan.n_trials:
+            line.update(snapshot(study, study.study_name, plan.n_trials, config.objectives), force=True)
+            line.close()
+            return
+        timeout = config.budget.timeout
+        deadline = time.monotonic() + timeout if timeout else None
+        searcher = OptunaSearcher(study, plan, task, runner, deadline)
+        scheduler = recording_stops(plan.scheduler(), searcher)
+        callback = make_callback(searcher, line, study.study_name, plan.n_trials, config.objectives)
+        objective = config.objectives[0]
+        runs = runs_dir()
+        name = f"{config.name}-{task}-{runner.pid}-{int(time.time())}"
+        resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
+        trainable = tune.with_resources(plan.trainable, resources)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                metric=objective.metric,
+                mode="max" if objective.direction == "maximize" else "min",
+                num_samples=-1,
+                max_concurrent_trials=concurrency,
+                reuse_actors=True,
+                time_budget_s=timeout,
+                trial_dirname_creator=lambda trial: f"t{trial.trial_id}",
+                trial_name_creator=lambda trial: f"t{trial.trial_id}",
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(runs),
+                verbose=0,
+                callbacks=[callback],
+                failure_config=tune.FailureConfig(max_failures=0),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                log_to_file=True,
+            ),
+        )
+        try:
+            with tune_env():
+                tuner.fit()
+        except KeyboardInterrupt:
+            searcher.abandon("the runner was interrupted")
+            raise
+        finally:
+            timed_out = deadline is not None and time.monotonic() >= deadline
+            searcher.abandon("stopped by budget.timeout before its last epoch" if timed_out
+                             else "the runner stopped before the trial finished")
+            line.update(snapshot(study, study.study_name, plan.n_trials, config.objectives), force=True)
+            line.close()
+            if not os.environ.get("GENFT_KEEP_RUNS"):
+                shutil.rmtree(runs / name, ignore_errors=True)

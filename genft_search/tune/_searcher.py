@@ -1,0 +1,234 @@
+"""The Ray Tune searcher over one Optuna study, by ask/tell (importing this module imports Ray).
+
+Ray's own ``OptunaSearch`` tells a trial the scheduler stopped early as COMPLETE with its truncated
+score; this one stores it PRUNED with its per-epoch intermediate values and the budget it reached, and a
+failed trial FAIL with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from genft_search import store
+from genft_search.tune._plan import BUDGET_KEY, StudyPlan
+
+__all__ = ["OptunaSearcher", "is_finite"]
+
+logger = logging.getLogger("genft_search.tune")
+
+#: result keys Ray Tune adds by itself (not the trainable's metrics)
+_RAY_KEYS = frozenset({
+    "done", "training_iteration", "trial_id", "date", "timestamp", "time_this_iter_s", "time_total_s",
+    "pid", "hostname", "node_ip", "time_since_restore", "iterations_since_restore", "should_checkpoint",
+    "checkpoint_dir_name", "experiment_tag", "config",
+})
+
+
+@dataclass
+class _Live:
+    trial: optuna.Trial
+    config: dict[str, Any]
+    reports: dict[int, list[float]] = field(default_factory=dict)
+    last: dict[str, Any] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+def is_finite(value: Any) -> bool:
+    """A real number that is not NaN or infinite (booleans are not numbers here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class OptunaSearcher(Searcher):  # type: ignore[misc]
+    """Ray Tune ``Searcher`` over one Optuna study via ask/tell.
+
+    - ``suggest`` asks Optuna (under the study lock, so runners never exceed ``n_trials``) and returns
+      the flat trial config; it answers ``FINISHED`` once finished plus running trials reach ``n_trials``.
+    - every epoch's objective becomes an intermediate value (learning curves in Optuna's plots);
+    - a trial that ends below its budget (``epochs``) is PRUNED, with ``budget`` in its user attrs;
+    - a trial whose objective is missing or not finite, or which raised, is FAIL with ``fail_reason``.
+    """
+
+    def __init__(self, study: optuna.Study, plan: StudyPlan, task: str, runner: store.Runner,
+                 deadline: float | None = None) -> None:
+        objectives = plan.config.objectives
+        mode = "max" if objectives[0].direction == "maximize" else "min"
+        super().__init__(metric=objectives[0].metric, mode=mode)
+        self.study = study
+        self._plan = plan
+        self._space = plan.space
+        self._base = plan.base_configs[task]
+        self._objectives = objectives
+        self._n_trials = plan.n_trials
+        self._runner = runner
+        self._deadline = deadline
+        self._live: dict[str, _Live] = {}
+        self._errored: dict[str, _Live] = {}
+        self._stopped: set[str] = set()
+        self.changed = 0  # bumped on every tell (for the progress line)
+
+    # pickling -------------------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """What Ray pickles into ``tuner.pkl`` and its experiment state: names, never live objects.
+
+        The study, its storage and sampler (Optuna 5.1's NSGA-II holds a ``threading.Lock``), the plan
+        (whose config holds the storage URL and ``${VAR}``-expanded values) and the live trials stay in
+        the driver. Ray never needs them back: the study store is the truth, and a resumed run asks it.
+        """
+        return {"_metric": self._metric, "_mode": self._mode, "study_name": self.study.study_name,
+                "runner": self._runner.id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.study = None  # a detached copy: it proposes nothing (see ``suggest``)
+
+    # Ray Tune API ---------------------------------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.study is None:  # unpickled by Ray: only the driver's own searcher may ask the store
+            return self.FINISHED
+        with store.study_lock(self.study):
+            counts = store.state_counts(self.study)
+            if counts["finished"] + counts["running"] >= self._n_trials:
+                return self.FINISHED
+            trial = self.study.ask()
+            store.tag_runner(self.study, trial, self._runner)
+            params = self._space.sample(trial)
+        config = {**self._base, **params}
+        self._live[trial_id] = _Live(trial, config)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        live = self._live.get(trial_id)
+        if live is not None:
+            self._record(live, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        live = self._live.pop(trial_id, None)
+        if live is None:
+            return
+        if error:
+            self._errored[trial_id] = live  # the reason arrives with the callback's on_trial_error
+            return
+        if result:
+            self._record(live, result)
+        self._finish(live, trial_id)
+
+    # called by the run's callback ------------------------------------------------------------------
+    def mark_stopped(self, trial_id: str) -> None:
+        self._stopped.add(trial_id)
+
+    def fail(self, trial_id: str, reason: str) -> None:
+        live = self._errored.pop(trial_id, None) or self._live.pop(trial_id, None)
+        if live is not None:
+            self._tell_fail(live, reason)
+
+    def abandon(self, reason: str) -> None:
+        """Trials this runner can no longer finish (interrupt, timeout): FAIL and re-enqueue them."""
+        for trial_id in list(self._errored):
+            self._tell_fail(self._errored.pop(trial_id), "the trial raised an error (no details)")
+        for trial_id in list(self._live):
+            live = self._live.pop(trial_id)
+            self._tell_fail(live, reason, requeue=True)
+
+    # internals -------------------------------------------------------------------------------------
+    def _record(self, live: _Live, result: dict[str, Any]) -> None:
+        live.last = result
+        step = result.get(BUDGET_KEY, result.get("training_iteration"))
+        if not isinstance(step, (int, float)):
+            return
+        step = int(step)
+        values = [result.get(o.metric) for o in self._objectives]
+        if step in live.reports:
+            return
+        live.reports[step] = values
+        value = values[0]
+        if len(self._objectives) == 1 and is_finite(value):
+            with contextlib.suppress(Exception):
+                live.trial.report(float(value), step)
+
+    def _finish(self, live: _Live, trial_id: str) -> None:
+        result = live.last
+        if not result or not live.reports:
+            self._tell_fail(live, "the trial reported no result")
+            return
+        budget = max(live.reports)
+        target = live.config.get("epochs")
+        target = int(target) if is_finite(target) else self._plan.max_budget
+        values = []
+        for i, objective in enumerate(self._objectives):
+            series = [(step, v[i]) for step, v in sorted(live.reports.items())]
+            value = series[-1][1]
+            if objective.scope == "best":
+                finite = [v for _, v in series if is_finite(v)]
+                if finite:
+                    value = max(finite) if objective.direction == "maximize" else min(finite)
+            if value is None:
+                self._tell_fail(live, f"the trainable never reported the objective metric "
+                                      f"{objective.metric!r}")
+                return
+            if not is_finite(value):
+                self._tell_fail(live, f"non-finite objective {objective.metric}={value!r} at epoch {budget}")
+                return
+            values.append(float(value))
+        attrs = live.trial
+        attrs.set_user_attr(store.ATTR_BUDGET, budget)
+        if target is not None:
+            attrs.set_user_attr(store.ATTR_MAX_BUDGET, target)
+        metrics = {k: v for k, v in result.items()
+                   if k not in _RAY_KEYS and not k.startswith("config/") and is_finite(v)}
+        attrs.set_user_attr(store.ATTR_METRICS, metrics)
+        attrs.set_user_attr(store.ATTR_TRAIN_SECONDS, round(time.monotonic() - live.started, 3))
+        short = target is not None and budget < target
+        if self._deadline is not None and time.monotonic() >= self._deadline and (target is None or short):
+            self._tell_fail(live, "stopped by budget.timeout before its last epoch", requeue=True)
+            return
+        stopped_early = short or (target is None and trial_id in self._stopped)
+        try:
+            if stopped_early:
+                self.study.tell(live.trial, state=TrialState.PRUNED)
+            else:
+                self.study.tell(live.trial, values if len(values) > 1 else values[0])
+        except RuntimeError as exc:
+            # GridSampler calls Study.stop() once the grid is covered; outside optimize() that raises
+            # after the trial is stored. The searcher stops by counting, so this is not an error.
+            if "Study.stop" not in str(exc):
+                logger.warning("could not store trial %d: %s", live.trial.number, exc)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+            logger.warning("could not store trial %d: %s", live.trial.number, exc)
+        self.changed += 1
+
+    def _tell_fail(self, live: _Live, reason: str, requeue: bool = False) -> None:
+        retry = store.ATTR_RETRY_OF in (live.trial.user_attrs or {})
+        try:
+            live.trial.set_user_attr(store.ATTR_FAIL_REASON, reason[:1000])
+            if live.reports:
+                live.trial.set_user_attr(store.ATTR_BUDGET, max(live.reports))
+            if requeue and not retry:
+                live.trial.set_user_attr(store.ATTR_REQUEUED, True)
+            self.study.tell(live.trial, state=TrialState.FAIL)
+        except RuntimeError as exc:
+            if "Study.stop" not in str(exc):
+                logger.warning("could not store trial %d: %s", live.trial.number, exc)
+                return
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+            logger.warning("could not store trial %d: %s", live.trial.number, exc)
+            return
+        if requeue and not retry:
+            retry_attrs = {store.ATTR_RETRY_OF: live.trial.number}
+            self.study.enqueue_trial(dict(live.trial.params), user_attrs=retry_attrs)
+        self.changed += 1
+
+
