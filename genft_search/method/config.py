@@ -176,7 +176,7 @@ class GenFTConfig:
                 "GenFTConfig.shared_dim: shared_dim and specific_dim are both 0; expected a + b > 0"
             )
         changes.update(shared_dim=a, specific_dim=b)
-        shared_init = changes.get("shared_init", self.shared_init)
+        shared_init = str(changes.get("shared_init", self.shared_init))
         changes.update(self._live_specific_init(a, b, b != self.specific_dim, shared_init))
         return dataclasses.replace(self, **changes)
 
