@@ -5,7 +5,7 @@ a model is measured in the same run, interleaved (in a fresh random order each r
 median over the measured rounds is reported, because other processes share the CPU. Variants:
 
 - ``frozen``: backbone frozen, only the head trains (``attach_method("linear", ...)``);
-- ``lora``: PEFT LoRA rank 8 on q and v (``attach_method("lora", ...)``);
+- ``lora``: LoRA rank 8 on q and v, one A/B pair each (``attach_method("lora", ...)``);
 - ``genft``: the library (``attach_method("genft", ...)``), a = 82, b = 2;
 - ``unfused`` / ``naive``: ``benchmarks/_reference_genft.py`` (per-matrix generator calls and a
   separate x·ΔW matmul; the naive one also forms the d × d U = U2 U1ᵀ of the paper's Algorithm 1);

@@ -1,4 +1,8 @@
-"""The study store: URLs, SQLite WAL, stale-trial recovery, counting, locks, export; and PostgreSQL."""
+"""The study store: URLs, SQLite WAL, stale-trial recovery, counting, locks, export; and PostgreSQL.
+
+Liveness, heartbeat and lock tests run on SQLite and PostgreSQL both (``rdb``): they are what
+several runners on one store rely on, and the two backends lock differently.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import optuna
 import pytest
@@ -19,6 +24,19 @@ from genft_search import store
 from genft_search.errors import UserError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """The store URL per backend; PostgreSQL studies named ``unique_name...`` are deleted afterwards."""
+    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def rdb(backend_url: str) -> Iterator[optuna.storages.RDBStorage]:
+    storage = store.open_storage(backend_url)
+    yield storage
+    storage.engine.dispose()
 
 
 def test_redact_url_hides_only_the_password():
@@ -88,9 +106,8 @@ def _dead_runner() -> store.Runner:
     return runner
 
 
-def test_recover_stale_trials_fails_and_requeues_once(tmp_path):
-    rdb = store.open_storage(f"sqlite:///{tmp_path / 's.db'}")
-    study = optuna.create_study(study_name="a", storage=rdb)
+def test_recover_stale_trials_fails_and_requeues_once(rdb, unique_name):
+    study = optuna.create_study(study_name=f"{unique_name}/a", storage=rdb)
     done = study.ask()
     done.suggest_float("x", 0, 1)
     study.tell(done, 1.0)
@@ -123,25 +140,26 @@ def test_recover_stale_trials_fails_and_requeues_once(tmp_path):
     assert store.counted_trials(study) == 2
 
 
-def test_remote_runner_is_judged_by_its_heartbeat(tmp_path):
-    rdb = store.open_storage(f"sqlite:///{tmp_path / 's.db'}")
-    study = optuna.create_study(study_name="a", storage=rdb)
+def test_remote_runner_is_judged_by_its_heartbeat(rdb, unique_name):
+    study = optuna.create_study(study_name=f"{unique_name}/a", storage=rdb)
     remote = store.Runner("another-host.invalid", 4242, 1.0)
     trial = study.ask()
     study._storage.set_trial_system_attr(trial._trial_id, store.ATTR_RUNNER, remote.id)
-    study._storage.set_study_system_attr(study._study_id, store.ATTR_HEARTBEAT + remote.id, time.time())
-    assert store.recover_stale_trials(study) == []
+    with store.Heartbeat(study, remote, interval=0.05):  # the beating thread writes beside this one
+        time.sleep(0.2)
+        assert store.recover_stale_trials(study, grace=5.0) == []
+    beat = study._storage.get_study_system_attrs(study._study_id)[store.ATTR_HEARTBEAT + remote.id]
+    assert time.time() - beat < 5.0
     study._storage.set_study_system_attr(study._study_id, store.ATTR_HEARTBEAT + remote.id, time.time() - 600)
     assert store.recover_stale_trials(study) == [trial.number]
 
 
-def test_study_lock_excludes(tmp_path):
-    rdb = store.open_storage(f"sqlite:///{tmp_path / 's.db'}")
+def test_study_lock_excludes(rdb, unique_name):
     inside, overlaps = [], []
 
     def work():
         for _ in range(5):
-            with store.study_lock(rdb, "a"):
+            with store.study_lock(rdb, f"{unique_name}/a"):
                 inside.append(1)
                 if len(inside) > 1:
                     overlaps.append(1)
@@ -191,13 +209,12 @@ def test_find_study_and_export(tmp_path):
 
 
 @pytest.mark.postgres
-def test_postgres_open_and_lock(pg_url, unique_name):
+def test_postgres_open_and_find(pg_url, unique_name):
     rdb = store.open_storage(pg_url)
     assert rdb.engine.dialect.name == "postgresql"
-    study = optuna.create_study(study_name=f"{unique_name}/a", storage=rdb)
-    with store.study_lock(rdb, study.study_name):
-        study.enqueue_trial({})
+    optuna.create_study(study_name=f"{unique_name}/a", storage=rdb)
     assert store.find_study(rdb, unique_name).study_name == f"{unique_name}/a"
+    rdb.engine.dispose()
 
 
 @pytest.mark.postgres

@@ -1,15 +1,16 @@
 """The GenFT method (``../shared/spec/genft-method.md``), its baselines and the method registry.
 
 ``generate_delta`` is the pure generator; ``attach_genft`` adapts a timm ViT or a transformers text
-encoder in place; ``attach_method`` gives GenFT, LoRA, linear probing and full fine-tuning one
-interface (:class:`MethodAdapter`) for fair comparisons.
+encoder in place; ``attach_method`` gives GenFT, LoRA (on the same q/v targets), linear probing and
+full fine-tuning one interface (:class:`MethodAdapter`) for fair comparisons.
 """
 
 from genft_search.method._base import MethodAdapter
-from genft_search.method._baselines import FullFineTuneAdapter, LinearProbeAdapter, LoraAdapter
+from genft_search.method._baselines import FullFineTuneAdapter, LinearProbeAdapter
 from genft_search.method._counts import genft_num_parameters, lora_num_parameters
 from genft_search.method._generator import GenFTGenerator
 from genft_search.method._genft import GenFTAdapter, attach_genft, load_genft
+from genft_search.method._lora import LoraAdapter, LoraQVLinear
 from genft_search.method._registry import attach_method, check_method_config, list_methods, register_method
 from genft_search.method._targets import detect_family
 from genft_search.method.config import GenFTConfig
@@ -22,6 +23,7 @@ __all__ = [
     "GenFTGenerator",
     "LinearProbeAdapter",
     "LoraAdapter",
+    "LoraQVLinear",
     "MethodAdapter",
     "attach_genft",
     "attach_method",

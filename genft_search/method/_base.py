@@ -79,7 +79,18 @@ class MethodAdapter:
         return out
 
     def load_state_dict(self, state: Mapping[str, Tensor], strict: bool = True) -> None:
-        """Copy tensors saved by :meth:`state_dict` in place (head entries optional)."""
+        """Copy tensors saved by :meth:`state_dict` in place (head entries optional).
+
+        A merged adapter is unmerged first and merged again with the loaded tensors, so the weights
+        never keep the old ΔW.
+        """
+        was_merged = self.merged
+        self.unmerge()
+        self._load(state, strict)
+        if was_merged:
+            self.merge()
+
+    def _load(self, state: Mapping[str, Tensor], strict: bool) -> None:
         own = dict(self.named_parameters())
         head = {HEAD_PREFIX + n: p for n, p in self.head_named_parameters()}
         unexpected = [k for k in state if k not in own and k not in head]

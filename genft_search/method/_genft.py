@@ -255,13 +255,6 @@ class GenFTAdapter(MethodAdapter):
         """Subtract the cached ΔW again."""
         self._state.unmerge()
 
-    def load_state_dict(self, state: Mapping[str, Tensor], strict: bool = True) -> None:
-        was_merged = self.merged
-        self.unmerge()
-        super().load_state_dict(state, strict=strict)
-        if was_merged:
-            self.merge()
-
     def save(self, path: str | Path, *, include_head: bool = False) -> None:
         """Write the adapter (and optionally the head) as safetensors, the resolved config in metadata."""
         from safetensors.torch import save_file

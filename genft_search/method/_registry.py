@@ -8,8 +8,9 @@ from typing import Any, TypeVar
 from torch import nn
 
 from genft_search.method._base import MethodAdapter
-from genft_search.method._baselines import attach_full, attach_linear, attach_lora, lora_settings
+from genft_search.method._baselines import attach_full, attach_linear
 from genft_search.method._genft import attach_genft
+from genft_search.method._lora import attach_lora, lora_settings
 from genft_search.method.config import GenFTConfig
 
 __all__ = ["attach_method", "check_method_config", "list_methods", "register_method"]

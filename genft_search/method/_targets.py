@@ -33,7 +33,8 @@ class AdaptedModule:
 
 
 def _is_linear(m: object) -> bool:
-    """A Linear, or a PEFT-wrapped one (so detection still works after LoRA was injected)."""
+    """A Linear, or one wrapped as ``base_layer`` (PEFT layers, ``LoraQVLinear``): detection still works
+    after LoRA was attached."""
     return isinstance(m, nn.Linear) or isinstance(getattr(m, "base_layer", None), nn.Linear)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from genft_search.method.functional import ABLATIONS, ACTIVATIONS, DELTA_LAYOUTS, RATIO_ON
 
-__all__ = ["FAMILIES", "INITS", "SHARED_INITS", "TARGETS", "Family", "GenFTConfig"]
+__all__ = ["FAMILIES", "INITS", "INIT_REASONS", "SHARED_INITS", "TARGETS", "Family", "GenFTConfig"]
 
 Family = Literal["vit", "text"]
 FAMILIES: tuple[str, ...] = ("vit", "text")
@@ -37,6 +37,11 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # What an ablation sets a dimension to when it removes the other one and this one is 0.
 ABLATION_FALLBACK_DIM = 8
+# Why resolve() gave A and B another init than the configured one (``GenFTConfig.init_reason``).
+INIT_REASONS: dict[str, str] = {
+    "fallback_dim": "specific_dim 0 became 8 (without_shared): new factors, initialised as the shared ones",
+    "zero_factor": "shared factors off and a zero-initialised A or B: ΔW and its gradients would stay 0",
+}
 
 
 def _choice(field: str, value: Any, allowed: tuple[str, ...], codes: Mapping[str, str] | None = None) -> str:
@@ -83,7 +88,9 @@ class GenFTConfig:
     """GenFT hyperparameters (spec notation: a = shared_dim, b = specific_dim, r = w0_ratio, s = scaling).
 
     ``bias``, ``ratio_on``, ``delta_layout``, ``shared_init``, ``specific_scope`` and ``targets`` left
-    as ``None`` take the model family's default when attached (see :meth:`resolve`).
+    as ``None`` take the model family's default when attached (see :meth:`resolve`). ``init_reason``
+    is set by :meth:`resolve` only: why ``init_a``/``init_b`` are not the configured ones (a key of
+    ``INIT_REASONS``), ``None`` when they are.
     """
 
     shared_dim: int = 82
@@ -102,6 +109,7 @@ class GenFTConfig:
     specific_scope: str | None = None
     ablation: str = "full"
     targets: tuple[str, ...] | None = None
+    init_reason: str | None = None
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -110,8 +118,8 @@ class GenFTConfig:
         acts = tuple(ACTIVATIONS)
         put(self, "sigma1", _choice("sigma1", self.sigma1, acts, ACTIVATION_CODES))
         put(self, "sigma2", _choice("sigma2", self.sigma2, acts, ACTIVATION_CODES))
-        put(self, "init_a", _choice("init_a", self.init_a, INITS, INIT_CODES))
-        put(self, "init_b", _choice("init_b", self.init_b, INITS, INIT_CODES))
+        put(self, "init_a", _choice("init_a", self.init_a, SHARED_INITS, INIT_CODES))
+        put(self, "init_b", _choice("init_b", self.init_b, SHARED_INITS, INIT_CODES))
         put(self, "w0_ratio", _real("w0_ratio", self.w0_ratio, 0.0, math.inf, True, True))
         put(self, "scaling", _real("scaling", self.scaling, 0.0, math.inf, False, True))
         put(self, "dropout", _real("dropout", self.dropout, 0.0, 1.0, False, True))
@@ -127,6 +135,8 @@ class GenFTConfig:
         put(self, "ablation", _choice("ablation", self.ablation, ABLATIONS))
         if self.targets is not None:
             put(self, "targets", _targets(self.targets))
+        if self.init_reason is not None:
+            put(self, "init_reason", _choice("init_reason", self.init_reason, tuple(INIT_REASONS)))
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> GenFTConfig:
@@ -144,8 +154,11 @@ class GenFTConfig:
     def resolve(self, family: str) -> GenFTConfig:
         """The fully specified config for ``family``: family defaults filled in, ablation rules applied.
 
-        without_shared: a = 0 (if b was 0, b = 8); without_specific: b = 0 (if a was 0, a = 8).
-        Idempotent. Raises ``ValueError`` if the generator would have no hidden units.
+        without_shared: a = 0 (if b was 0, b = 8); without_specific: b = 0 (if a was 0, a = 8), as in
+        the paper's ablation (arXiv 2506.11042, §4.3). With the shared factors off, A and B may get
+        another init than ``init_a``/``init_b`` so that the variant can learn (see
+        :meth:`_live_specific_init`); ``init_a``/``init_b`` then hold the init used and ``init_reason``
+        says why. Idempotent. Raises ``ValueError`` if the generator would have no hidden units.
         """
         if family not in FAMILIES:
             raise ValueError(f"family: {family!r} is invalid; expected one of {', '.join(FAMILIES)}")
@@ -163,7 +176,32 @@ class GenFTConfig:
                 "GenFTConfig.shared_dim: shared_dim and specific_dim are both 0; expected a + b > 0"
             )
         changes.update(shared_dim=a, specific_dim=b)
+        shared_init = str(changes.get("shared_init", self.shared_init))
+        changes.update(self._live_specific_init(a, b, b != self.specific_dim, shared_init))
         return dataclasses.replace(self, **changes)
+
+    def _live_specific_init(self, a: int, b: int, new_factors: bool, shared_init: str) -> dict[str, Any]:
+        """Init changes for A and B when the shared factors are off (a = 0), else none.
+
+        Then every hidden unit is a specific one and ΔW is a product of A and B only: with both stages
+        it is quadratic in B·A, so one zero factor keeps ΔW and all its gradients at 0 for ever; with
+        one stage (without_row/without_column) it is linear, as in LoRA, and only two zero factors do.
+        Factors created by the "0 becomes 8" rule had no init of their own in the setting. In both
+        cases A and B are initialised as the shared factors are (``shared_init``; trunc_normal if that
+        is zeros), which keeps B·A ≠ 0 at the start.
+        """
+        if a or not b:
+            return {}
+        zeros = (self.init_a == "zeros") + (self.init_b == "zeros")
+        one_stage = self.ablation in ("without_row", "without_column")
+        if new_factors:
+            reason = "fallback_dim"
+        elif zeros == 2 or (zeros == 1 and not one_stage):
+            reason = "zero_factor"
+        else:
+            return {}
+        init = shared_init if shared_init != "zeros" else "trunc_normal"
+        return {"init_a": init, "init_b": init, "init_reason": reason}
 
     @property
     def is_resolved(self) -> bool:

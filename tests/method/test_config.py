@@ -82,3 +82,37 @@ def test_from_mapping_ignores_training_keys_and_round_trips():
     assert (cfg.shared_dim, cfg.sigma2) == (24, "tanh")
     resolved = cfg.resolve("text")
     assert GenFTConfig(**resolved.to_dict()) == resolved
+
+
+TN, KU = "trunc_normal", "kaiming_uniform"
+
+
+@pytest.mark.parametrize(
+    ("cfg", "family", "expected"),
+    [
+        # the "0 becomes 8" factors are new: initialised as the shared ones (family default)
+        (dict(ablation="without_shared", shared_dim=100, specific_dim=0, init_a="Z", init_b="Z"), "vit",
+         (TN, TN, "fallback_dim")),
+        (dict(ablation="without_shared", shared_dim=100, specific_dim=0, init_a="X-U", init_b="N"), "text",
+         (KU, KU, "fallback_dim")),
+        (dict(ablation="without_shared", specific_dim=0, shared_init="zeros"), "vit",
+         (TN, TN, "fallback_dim")),
+        # shared off, both stages: one zero factor keeps ΔW quadratic in B·A = 0
+        (dict(ablation="without_shared", specific_dim=2, init_a=KU, init_b="zeros"), "vit",
+         (TN, TN, "zero_factor")),
+        (dict(shared_dim=0, specific_dim=3, init_a="zeros", init_b="normal"), "vit", (TN, TN, "zero_factor")),
+        (dict(shared_dim=0, specific_dim=3, init_a="zeros", init_b="zeros", ablation="without_column"), "vit",
+         (TN, TN, "zero_factor")),
+        # alive as configured: kept
+        (dict(ablation="without_shared", specific_dim=2, init_a="normal", init_b="xavier_uniform"), "vit",
+         ("normal", "xavier_uniform", None)),
+        (dict(shared_dim=0, specific_dim=3, init_b="zeros", ablation="without_row"), "vit",
+         (KU, "zeros", None)),
+        (dict(shared_dim=4, specific_dim=2, init_a="zeros", init_b="zeros"), "vit", ("zeros", "zeros", None)),
+    ],
+)
+def test_specific_init_is_live_when_the_shared_factors_are_off(cfg, family, expected):
+    resolved = GenFTConfig(**cfg).resolve(family)
+    assert (resolved.init_a, resolved.init_b, resolved.init_reason) == expected
+    assert resolved.resolve(family) == resolved  # idempotent, the reason kept
+    assert GenFTConfig(**resolved.to_dict()) == resolved

@@ -3,11 +3,19 @@ means of the paper's Params column (0.27M VTAB, 0.29M FGVC, 0.24M GLUE with bias
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import yaml
 
-from genft_search.method import GenFTConfig, attach_genft, genft_num_parameters, lora_num_parameters
+from genft_search.method import (
+    GenFTConfig,
+    attach_genft,
+    attach_method,
+    genft_num_parameters,
+    lora_num_parameters,
+)
 
 from .method_helpers import SPEC_DIR
 
@@ -105,6 +113,8 @@ def test_stage_ablation_counts_one_stage(vit_b16, ablation):
     assert n == 2 * 40 * D + 2 * L * 3 * D == genft_num_parameters(cfg, family="vit", d=D, num_layers=L)
 
 
-def test_lora_formula_matches_paper_and_peft(vit_b16):
-    assert lora_num_parameters(8, d=D, num_layers=L) == 294912  # the paper's LoRA row: 0.29M
+def test_lora_counts_match_paper_on_vit_b16(vit_b16):
+    """The paper's LoRA row (0.29M): rank 8 on q and v of ViT-B/16, A and B per projection."""
+    adapter = attach_method("lora", copy.deepcopy(vit_b16), {"lora_r": 8})
+    assert adapter.num_parameters() == lora_num_parameters(8, d=D, num_layers=L) == 294912
     assert lora_num_parameters(4, d=384, num_layers=6, targets=3) == 6 * 3 * 2 * 4 * 384

@@ -1,5 +1,6 @@
-"""GenFT attached to real models: batched path = functional path, W += ΔW semantics, merge, save/load,
-gradient flow, dropout by mode, and the fused-qkv autograd function."""
+"""GenFT attached to real models: batched path = functional path, W += ΔW semantics, merge reads the
+original W0, save/load files, dropout by mode, and the fused-qkv autograd function. Merge ≡ forward,
+the state-dict round trip and gradients per variant are in ``test_interface.py`` (every method)."""
 
 from __future__ import annotations
 
@@ -125,27 +126,6 @@ def test_generator_runs_once_per_forward_in_batched_matmuls():
     assert calls == [[(48, 48)] * 8]  # one call generates all 2L matrices
 
 
-def test_merge_unmerge_round_trip(family_model):
-    family, factory = family_model
-    model, adapter = _attach(factory, CONFIGS[0])
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    with torch.no_grad():
-        live = run_model(model, family)
-        adapter.merge()
-        assert adapter.merged
-        merged = run_model(model, family)
-        merged_deltas = adapter.delta_weights()
-        adapter.merge()  # idempotent
-        adapter.unmerge()
-        assert not adapter.merged
-        again = run_model(model, family)
-    torch.testing.assert_close(merged, live, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(again, live, rtol=1e-5, atol=1e-5)
-    assert all(dlt.abs().max() > 0 for dlt in merged_deltas.values())
-    for n, p in model.named_parameters():
-        torch.testing.assert_close(p, before[n], rtol=0, atol=1e-6)
-
-
 def test_merged_forward_is_the_plain_linear(family_model):
     """Merged: the layers run F.linear on the stored weight, the generator is not called."""
     family, factory = family_model
@@ -198,40 +178,6 @@ def test_load_rejects_other_family(tmp_path):
     attach_genft(model, GenFTConfig(shared_dim=4)).save(tmp_path / "a.safetensors")
     with pytest.raises(ValueError, match="family"):
         load_genft(make_bert(), tmp_path / "a.safetensors")
-
-
-def test_state_dict_round_trip_and_merged_reload(family_model):
-    family, factory = family_model
-    model, adapter = _attach(factory, CONFIGS[0])
-    state = {k: v.clone() for k, v in adapter.state_dict().items()}
-    with torch.no_grad():
-        target = run_model(model, family)
-    other_model, other = _attach(factory, CONFIGS[0])
-    perturb(other.parameters(), seed=99)
-    other.merge()
-    other.load_state_dict(state)  # reload while merged: re-merges with the new ΔW
-    assert other.merged
-    with torch.no_grad():
-        torch.testing.assert_close(run_model(other_model, family), target, rtol=1e-5, atol=1e-5)
-    with pytest.raises(KeyError):
-        other.load_state_dict({"nope": torch.zeros(1)})
-
-
-def test_gradients_flow_only_into_adapter_and_head(family_model):
-    family, factory = family_model
-    model = factory(0)
-    adapter = attach_genft(model, GenFTConfig(shared_dim=4, specific_dim=2))
-    model.train()
-    run_model(model, family).square().sum().backward()
-    own = {id(p) for p in adapter.parameters()}
-    head = {id(p) for _, p in adapter.head_named_parameters()}
-    assert head and own and not own & head
-    assert {id(p) for p in adapter.trainable_parameters()} == own | head
-    for name, p in model.named_parameters():
-        if id(p) in own or id(p) in head:
-            assert p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0, name
-        else:
-            assert not p.requires_grad and p.grad is None, name
 
 
 def test_train_mode_applies_dropout_eval_is_deterministic(family_model):
