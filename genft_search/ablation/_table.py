@@ -22,8 +22,8 @@ from optuna.trial import TrialState
 
 from genft_search import store
 from genft_search.ablation._config import VARIANTS
-from genft_search.ablation._paper import paper_ablation
 from genft_search.method import GenFTConfig
+from genft_search.paper import paper_ablation
 
 __all__ = ["ABLATION_ATTR", "AblationTable", "ablation_runs", "ablation_table", "is_ablation_study"]
 
