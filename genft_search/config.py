@@ -11,7 +11,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -44,8 +44,13 @@ __all__ = [
     "parse_duration",
 ]
 
-METHODS = ("genft", "lora", "linear", "full")
-PROTOCOLS = ("honest", "paper")
+#: the methods a study file may name: the method registry's built-ins (``genft_search.method``)
+Method = Literal["genft", "lora", "linear", "full"]
+#: ``honest`` selects on validation and tests once; ``paper`` is the paper's best-of-test protocol
+#: (``docs/method.md``, "Training protocols")
+Protocol = Literal["honest", "paper"]
+METHODS: tuple[str, ...] = get_args(Method)
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2")
 SCHEDULERS = ("asha", "hyperband", "median", "fifo")
 #: keys of the trial config that hyperparameters may not shadow
@@ -189,10 +194,10 @@ class StudyConfig(_Strict):
 
     name: Annotated[str, Field(pattern=_NAME, max_length=200)]
     storage: str | None = None
-    method: Literal["genft", "lora", "linear", "full"] = "genft"
+    method: Method = "genft"
     model: ModelSpec
     data: DataSpec
-    protocol: Literal["honest", "paper"] = "honest"
+    protocol: Protocol = "honest"
     space: str | None = None
     params: dict[str, ParamSpec | None] = Field(default_factory=dict)
     fixed: dict[str, Any] = Field(default_factory=dict)
