@@ -1,6 +1,6 @@
 """Benchmark-only reference GenFT implementations for timm ViTs, written the slow ways on purpose.
 
-Both follow ``../shared/spec/genft-method.md`` exactly (same parameters, same ΔW as
+Both follow ``docs/method.md`` exactly (same parameters, same ΔW as
 ``genft_search.method``) but pay the costs the library avoids, so the benchmark can show what the
 library's design buys:
 

@@ -238,11 +238,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     import optuna
 
     from genft_search import store
+    from genft_search.report import export_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rdb = _open_existing(args.storage)
     study = store.find_study(rdb, args.study)
-    text = store.export_trials(study, args.format)
+    text = export_trials(study, args.format)
     if args.out:
         try:
             with open(args.out, "w", encoding="utf-8") as handle:

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -45,8 +45,13 @@ __all__ = [
     "parse_duration",
 ]
 
-METHODS = ("genft", "lora", "linear", "full")
-PROTOCOLS = ("honest", "paper")
+#: the methods a study file may name: the method registry's built-ins (``genft_search.method``)
+Method = Literal["genft", "lora", "linear", "full"]
+#: ``honest`` selects on validation and tests once; ``paper`` is the paper's best-of-test protocol
+#: (``docs/method.md``, "Training protocols")
+Protocol = Literal["honest", "paper"]
+METHODS: tuple[str, ...] = get_args(Method)
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 #: the study file's sampler names -> the ``optuna.samplers`` class the engine builds (the one list)
 SAMPLERS: dict[str, str] = {
     "tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
@@ -214,10 +219,10 @@ class StudyConfig(_Strict):
 
     name: Annotated[str, Field(pattern=_NAME, max_length=200)]
     storage: str | None = None
-    method: Literal["genft", "lora", "linear", "full"] = "genft"
+    method: Method = "genft"
     model: ModelSpec
     data: DataSpec
-    protocol: Literal["honest", "paper"] = "honest"
+    protocol: Protocol = "honest"
     space: str | None = None
     params: dict[str, ParamSpec | None] = Field(default_factory=dict)
     fixed: dict[str, Any] = Field(default_factory=dict)

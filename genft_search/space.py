@@ -29,6 +29,7 @@ from optuna.distributions import (
 
 from genft_search.config import ParamSpec, StudyConfig
 from genft_search.errors import UserError
+from genft_search.paper import paper_setting  # re-exported for the engine's `warm_start: paper`
 
 __all__ = ["DEFAULT_PRESET", "Param", "SearchSpace", "build_space", "paper_setting", "preset_names"]
 
@@ -55,14 +56,6 @@ def _preset_file(name: str) -> dict[str, Any]:
 def preset_names() -> list[str]:
     """The names a study file may give as ``space``."""
     return sorted(_preset_file("spaces.yaml"))
-
-
-def paper_setting(data_kind: str, task: str) -> dict[str, Any] | None:
-    """The paper's per-task setting (Appendix B) in parameter names, or None for tasks it lacks."""
-    table = _preset_file("paper_settings.yaml")
-    kind = {"vtab1k": "vtab1k", "fgvc": "fgvc", "glue": "glue"}.get(data_kind, data_kind)
-    row = (table.get(kind) or {}).get(task)
-    return dict(row) if row else None
 
 
 @dataclass(frozen=True)

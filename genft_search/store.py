@@ -9,11 +9,8 @@ overshoot ``n_trials``, runner heartbeats, and recovery of trials orphaned by a 
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
 import hashlib
-import io
-import json
 import math
 import os
 import socket
@@ -39,7 +36,6 @@ __all__ = [
     "Runner",
     "StudyRecord",
     "counted_trials",
-    "export_trials",
     "find_studies",
     "find_study",
     "open_storage",
@@ -589,52 +585,3 @@ def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
             row["fail_reason"] = t.user_attrs[ATTR_FAIL_REASON]
         rows.append(row)
     return rows
-
-
-def export_trials(study: optuna.Study, fmt: str) -> str:
-    """The study's trials as CSV, JSON, or a LaTeX (booktabs) table of the finished ones."""
-    rows = trial_records(study)
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    if fmt == "json":
-        payload = {"study": study.study_name, "directions": [d.name.lower() for d in study.directions],
-                   "user_attrs": study.user_attrs, "trials": rows}
-        return json.dumps(payload, indent=2, default=str) + "\n"
-    if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buffer.getvalue()
-    if fmt == "latex":
-        return _latex(study, rows, columns)
-    raise UserError(f"export: --format: unknown format {fmt!r}; expected csv, json or latex")
-
-
-def _latex_cell(value: Any) -> str:
-    if value is None:
-        return "--"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    text = str(value)
-    for char, repl in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
-        text = text.replace(char, repl)
-    return text
-
-
-def _latex(study: optuna.Study, rows: list[dict[str, Any]], columns: list[str]) -> str:
-    keep = [c for c in columns if c not in ("fail_reason", "duration_s")]
-    done = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
-    header = " & ".join(_latex_cell(c.removeprefix("params_")) for c in keep)
-    lines = [
-        f"% trials of study {study.study_name}",
-        "\\begin{tabular}{" + "l" * len(keep) + "}",
-        "\\toprule",
-        header + " \\\\",
-        "\\midrule",
-        *(" & ".join(_latex_cell(r.get(c)) for c in keep) + " \\\\" for r in done),
-        "\\bottomrule",
-        "\\end{tabular}",
-    ]
-    return "\n".join(lines) + "\n"

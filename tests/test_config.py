@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from genft_search.config import load_study_config, parse_duration
+from genft_search.config import METHODS, PROTOCOLS, load_study_config, parse_duration
 from genft_search.errors import UserError
 from tests.support.engine import toy_study
 
@@ -131,3 +131,14 @@ def test_several_objectives(write_study):
     config = load_study_config(write_study(doc))
     assert config.directions == ["maximize", "minimize"]
     assert [o.metric for o in config.objectives] == ["val_top1", "trainable_params"]
+
+
+def test_method_and_protocol_names_are_defined_once():
+    """The schema's methods are the registry's, each with a default preset; the trainables check the
+    schema's protocols."""
+    from genft_search.method import list_methods
+    from genft_search.space import DEFAULT_PRESET
+    from trainables import text, vision
+
+    assert sorted(METHODS) == list_methods() == sorted(DEFAULT_PRESET)
+    assert PROTOCOLS == ("honest", "paper") and vision.PROTOCOLS is text.PROTOCOLS is PROTOCOLS

@@ -6,8 +6,6 @@ several runners on one store rely on, and the two backends lock differently.
 
 from __future__ import annotations
 
-import csv
-import json
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +20,7 @@ import sqlalchemy
 
 from genft_search import store
 from genft_search.errors import UserError
+from tests.support.mixed_study import make_mixed_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -174,33 +173,19 @@ def test_study_lock_excludes(rdb, unique_name):
     assert not overlaps
 
 
-def test_find_study_and_export(tmp_path):
-    rdb = store.open_storage(f"sqlite:///{tmp_path / 's.db'}")
-    study = optuna.create_study(study_name="exp/task_a", storage=rdb, direction="maximize")
-    for i, state in enumerate(["complete", "pruned", "fail", "complete"]):
-        trial = study.ask()
-        trial.suggest_float("lr", 0.0, 1.0)
-        trial.set_user_attr("budget", 4 if state == "complete" else 1)
-        if state == "complete":
-            study.tell(trial, 0.5 + i / 10)
-        elif state == "pruned":
-            trial.report(0.1, 1)
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        else:
-            trial.set_user_attr(store.ATTR_FAIL_REASON, "FloatingPointError: nan")
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+def test_find_study_and_trial_records(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    make_mixed_study(url)
+    rdb = store.open_storage(url)
     found = store.find_study(rdb, "exp")
     assert found.study_name == "exp/task_a"
     with pytest.raises(UserError, match="no study 'nope'"):
         store.find_study(rdb, "nope")
-
-    rows = list(csv.DictReader(store.export_trials(found, "csv").splitlines()))
+    rows = store.trial_records(found)
     assert [r["state"] for r in rows] == ["COMPLETE", "PRUNED", "FAIL", "COMPLETE"]
-    assert rows[2]["fail_reason"] == "FloatingPointError: nan" and rows[0]["budget"] == "4"
-    payload = json.loads(store.export_trials(found, "json"))
-    assert payload["study"] == "exp/task_a" and len(payload["trials"]) == 4
-    latex = store.export_trials(found, "latex")
-    assert "\\toprule" in latex and latex.count("\\\\") == 1 + 3  # header + complete/pruned rows
+    assert rows[2]["fail_reason"] == "FloatingPointError: nan" and rows[0]["budget"] == 4
+    assert rows[2]["value"] is None and rows[1]["params_act_fn"] == "50%"
+    assert set(rows[0]) >= {"number", "value", "budget", "duration_s", "params_lr"}
     assert store.best_trials(found)[0].number == 3
 
 

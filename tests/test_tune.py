@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from genft_search import store
 from genft_search.config import parse_study_config
 from genft_search.errors import UserError
-from genft_search.space import paper_setting
+from genft_search.paper import paper_setting
 from genft_search.tune import run_study
 from tests.support.engine import toy_study
 

@@ -39,12 +39,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from genft_search.config import PROTOCOLS
 from genft_search.errors import UserError
 from trainables import common
 from trainables.data import glue
 from trainables.loop import TrainingRun
 
-PROTOCOLS = ("honest", "paper")
 BUILTIN_MODELS = ("builtin", "builtin:minilm")
 
 

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
+from genft_search.config import PROTOCOLS
 from genft_search.errors import UserError
 from trainables import common
 from trainables.data import fgvc, vtab1k
@@ -46,7 +47,6 @@ from trainables.loop import TrainingRun
 from trainables.models import build_model
 from trainables.models import check_model as check_model  # the registry's per-kind model check
 
-PROTOCOLS = ("honest", "paper")
 DATA_KINDS = ("vtab1k", "fgvc")
 _CACHE_BYTES = 2 << 30  # keep a decoded split in memory up to this size
 

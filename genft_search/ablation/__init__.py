@@ -12,7 +12,6 @@ from genft_search.ablation._config import (
     load_ablation_config,
     parse_ablation_config,
 )
-from genft_search.ablation._paper import PAPER_ABLATION, PAPER_PARAMS_M, paper_ablation
 from genft_search.ablation._runner import base_setting, run_ablation, task_study_config, variant_configs
 from genft_search.ablation._table import (
     AblationTable,
@@ -20,6 +19,7 @@ from genft_search.ablation._table import (
     ablation_table,
     is_ablation_study,
 )
+from genft_search.paper import PAPER_ABLATION, PAPER_PARAMS_M, paper_ablation
 
 __all__ = [
     "DEFAULT_SEEDS",

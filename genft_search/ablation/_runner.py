@@ -21,6 +21,7 @@ from genft_search.ablation._table import AblationTable, ablation_table
 from genft_search.config import RESERVED_KEYS, StudyConfig, parse_study_config
 from genft_search.errors import UserError
 from genft_search.method import GenFTConfig
+from genft_search.paper import paper_setting
 
 __all__ = ["base_setting", "run_ablation", "task_study_config", "variant_configs"]
 
@@ -56,8 +57,6 @@ def base_setting(config: AblationConfig, task: str, storage: str | None = None) 
     spec = config.spec
     kind = config.study.data.kind
     if spec.base == "paper":
-        from genft_search.space import paper_setting
-
         row = paper_setting(kind, task)
         if row is None:
             raise UserError(

@@ -22,8 +22,9 @@ from optuna.trial import TrialState
 
 from genft_search import store
 from genft_search.ablation._config import VARIANTS
-from genft_search.ablation._paper import paper_ablation
 from genft_search.method import GenFTConfig
+from genft_search.paper import paper_ablation
+from genft_search.report import booktabs, latex_escape
 
 __all__ = ["AblationTable", "ablation_runs", "ablation_table", "is_ablation_study"]
 
@@ -177,14 +178,7 @@ class AblationTable:
     def latex(self) -> str:
         """A Table-12-like booktabs table: variants as rows, tasks and the average as columns."""
         cols = self._columns()
-        has_paper = self.summary["paper"].notna().any()
-        lines = [
-            f"% ablation {self.name}: {self.metric}, mean $\\pm$ std over {len(self.seeds)} seeds",
-            "\\begin{tabular}{l" + "r" * (len(cols) + 1) + "}",
-            "\\toprule",
-            "Variant & Params & " + " & ".join(_tex(c if c != AVERAGE else "Avg.") for c in cols) + " \\\\",
-            "\\midrule",
-        ]
+        ours = []
         for variant in self.variants:
             cells = []
             for task in cols:
@@ -192,9 +186,10 @@ class AblationTable:
                 cells.append("--" if row.empty else _tex_pm(row.iloc[0]["mean"], row.iloc[0]["std"]))
             avg = self.summary[(self.summary["task"] == cols[-1]) & (self.summary["variant"] == variant)]
             params = _params(avg.iloc[0]["params"]) if not avg.empty else "--"
-            lines.append(f"{_tex(variant)} & {_tex(params)} & " + " & ".join(cells) + " \\\\")
-        if has_paper:
-            lines.append("\\midrule")
+            ours.append([latex_escape(variant), latex_escape(params), *cells])
+        blocks = [ours]
+        if self.summary["paper"].notna().any():
+            paper = []
             for variant in self.variants:
                 cells = []
                 for task in cols:
@@ -202,9 +197,11 @@ class AblationTable:
                     cells.append(
                         "--" if row.empty or _missing(row.iloc[0]["paper"]) else f"{row.iloc[0]['paper']:.2f}"
                     )
-                lines.append(f"paper {_tex(variant)} & & " + " & ".join(cells) + " \\\\")
-        lines += ["\\bottomrule", "\\end{tabular}"]
-        return "\n".join(lines) + "\n"
+                paper.append([f"paper {latex_escape(variant)}", "", *cells])
+            blocks.append(paper)
+        header = ["Variant", "Params", *(latex_escape(c if c != AVERAGE else "Avg.") for c in cols)]
+        comment = f"ablation {self.name}: {self.metric}, mean $\\pm$ std over {len(self.seeds)} seeds"
+        return booktabs(comment, "l" + "r" * (len(cols) + 1), header, *blocks)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Markdown, CSV and LaTeX files in ``out_dir``; returns their paths by format."""
@@ -254,10 +251,6 @@ def _params(value: Any) -> str:
     if _missing(value):
         return "–"
     return f"{value / 1e6:.3f}M" if value >= 1e5 else f"{round(value):,}"
-
-
-def _tex(text: str) -> str:
-    return str(text).replace("_", "\\_").replace("%", "\\%").replace("&", "\\&")
 
 
 def _tex_pm(mean: float, std: float) -> str:

@@ -1,4 +1,4 @@
-"""The GenFT method (``../shared/spec/genft-method.md``), its baselines and the method registry.
+"""The GenFT method (``docs/method.md``; arXiv 2506.11042, §3), its baselines and the method registry.
 
 ``generate_delta`` is the pure generator; ``attach_genft`` adapts a timm ViT or a transformers text
 encoder in place; ``attach_method`` gives GenFT, LoRA (on the same q/v targets), linear probing and

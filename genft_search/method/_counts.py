@@ -1,4 +1,4 @@
-"""Parameter counts from the spec's formulas (for reports and the paper's Fig. 2), no model needed."""
+"""Parameter counts from the formulas of ``docs/method.md`` (reports, the paper's Fig. 2), no model needed."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """``GenFTConfig``: the method's hyperparameters, validated, with per-family defaults.
 
-``None`` for a family-dependent option means "the spec's default for the model family", filled in
-by :meth:`GenFTConfig.resolve` (timm ViT follows the authors' ViT code, text encoders their text
-code). The paper's short codes (K-U, X-U, N, Z; R, LR, T, G, I) are accepted and normalised.
+``None`` for a family-dependent option means "the model family's default" (``docs/method.md``),
+filled in by :meth:`GenFTConfig.resolve` (timm ViT follows the authors' ViT code, text encoders their
+text code). The paper's short codes (K-U, X-U, N, Z; R, LR, T, G, I; ``genft_search.paper``) are
+accepted and normalised.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from genft_search.method.functional import ABLATIONS, ACTIVATIONS, DELTA_LAYOUTS, RATIO_ON
+from genft_search.paper import ACTIVATION_CODES, INIT_CODES
 
 __all__ = ["FAMILIES", "INITS", "INIT_REASONS", "SHARED_INITS", "TARGETS", "Family", "GenFTConfig"]
 
@@ -24,9 +26,6 @@ INITS: tuple[str, ...] = ("zeros", "kaiming_uniform", "xavier_uniform", "normal"
 SHARED_INITS: tuple[str, ...] = ("trunc_normal", *INITS)
 SCOPES: tuple[str, ...] = ("block", "module")
 TARGETS: tuple[str, ...] = ("q", "k", "v")
-
-ACTIVATION_CODES = {"R": "relu", "LR": "leaky_relu", "T": "tanh", "G": "gelu", "I": "identity"}
-INIT_CODES = {"K-U": "kaiming_uniform", "X-U": "xavier_uniform", "N": "normal", "Z": "zeros"}
 
 # Spec "Defaults" and "Initialisation": what reproduces the authors' code (and the paper's Params).
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {

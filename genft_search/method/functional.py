@@ -1,4 +1,4 @@
-"""The GenFT generator as a pure function (``../shared/spec/genft-method.md``).
+"""The GenFT generator as a pure function (``docs/method.md``; arXiv 2506.11042, §3).
 
 One stage treats the rows of a matrix X as samples and runs a two-layer bottleneck of width a + b:
 

@@ -1,1 +1,1 @@
-"""Search-space presets and the paper's per-task settings, kept as YAML data."""
+"""Search-space presets (``spaces.yaml``); the paper's settings are in ``genft_search.paper``."""

@@ -4,6 +4,8 @@
 Optuna figures (history, PED-ANOVA and fANOVA importance, parallel coordinates, contour, slices,
 learning curves, timeline, best vs the paper's setting), ablations their table, grouped bars and a
 Δ-vs-full heatmap; every report ends with the parameter-count vs rank figure (the paper's Fig. 2).
+``export_trials`` writes a study's trials as CSV, JSON or LaTeX; every LaTeX table of the project goes
+through ``latex_escape`` and ``booktabs``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,20 @@ from pathlib import Path
 import optuna
 
 from genft_search import store
+from genft_search.report._export import export_trials
+from genft_search.report._latex import booktabs, latex_escape
 from genft_search.report._panel import Panel, Section, slug
 from genft_search.report._params import parameter_count_figure
 
-__all__ = ["DEFAULT_OUT_DIR", "parameter_count_figure", "report_sections", "write_report"]
+__all__ = [
+    "DEFAULT_OUT_DIR",
+    "booktabs",
+    "export_trials",
+    "latex_escape",
+    "parameter_count_figure",
+    "report_sections",
+    "write_report",
+]
 
 DEFAULT_OUT_DIR = "reports"
 

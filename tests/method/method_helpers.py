@@ -6,14 +6,11 @@ A plain module (not conftest) so test files can import it; its name is unique ac
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 from torch import nn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-SPEC_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "spec"
 
 
 def make_vit(seed: int = 0, depth: int = 3, dim: int = 48) -> nn.Module:

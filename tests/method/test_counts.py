@@ -7,7 +7,6 @@ import copy
 
 import pytest
 import torch
-import yaml
 
 from genft_search.method import (
     GenFTConfig,
@@ -16,8 +15,7 @@ from genft_search.method import (
     genft_num_parameters,
     lora_num_parameters,
 )
-
-from .method_helpers import SPEC_DIR
+from genft_search.paper import PAPER_PARAMS_M, paper_benchmark, paper_setting
 
 D, L = 768, 12
 COLUMNS = ["w0_ratio", "init_a", "init_b", "sigma1", "sigma2", "shared_dim", "specific_dim", "dropout",
@@ -25,13 +23,9 @@ COLUMNS = ["w0_ratio", "init_a", "init_b", "sigma1", "sigma2", "shared_dim", "sp
 
 
 def _paper_tasks(benchmark: str) -> dict[str, GenFTConfig]:
-    data = yaml.safe_load((SPEC_DIR / "paper_configs.yaml").read_text())
-    return {task: GenFTConfig(**dict(zip(COLUMNS, row[: len(COLUMNS)])))
-            for task, row in data[benchmark]["tasks"].items()}
-
-
-def _reported(benchmark: str) -> dict:
-    return yaml.safe_load((SPEC_DIR / "paper_configs.yaml").read_text())[benchmark]
+    """The paper's per-task GenFT settings; bias and the other options keep the family defaults."""
+    return {task: GenFTConfig(**{k: paper_setting(benchmark, task)[k] for k in COLUMNS})
+            for task in paper_benchmark(benchmark).tasks}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +69,7 @@ def test_vit_counts_per_task_and_mean(vit_b16, benchmark, params_m):
         assert n == _spec_formula(cfg, "vit") == formula, task
         assert n == 3072 * cfg.shared_dim + 18432 * cfg.specific_dim
         counts.append(n)
-    reported = _reported(benchmark)["reported_mean"]["params_m"]
+    reported = paper_benchmark(benchmark).params_m
     assert round(sum(counts) / len(counts) / 1e6, 2) == params_m == reported
 
 
@@ -89,7 +83,7 @@ def test_glue_counts_per_task_and_mean_with_biases(roberta_base):
         without_bias.append(genft_num_parameters(GenFTConfig(**{**cfg.to_dict(), "bias": False}),
                                                  family="text", d=D, num_layers=L))
     mean = sum(counts) / len(counts)
-    assert round(mean / 1e6, 2) == 0.24 == _reported("glue")["reported_mean"]["params_m"]
+    assert round(mean / 1e6, 2) == 0.24 == paper_benchmark("glue").params_m
     assert mean - sum(without_bias) / len(without_bias) == pytest.approx(
         sum(2 * (c.shared_dim + c.specific_dim) + 2 * D for c in _paper_tasks("glue").values()) / len(counts))
 
@@ -103,7 +97,7 @@ def test_shared_specific_ablation_means_match_paper(vit_b16, benchmark, ablation
     parameters, while the paper's table repeats the full count."""
     counts = [_count_on(vit_b16, GenFTConfig(**{**cfg.to_dict(), "ablation": ablation}))
               for cfg in _paper_tasks(benchmark).values()]
-    assert round(sum(counts) / len(counts) / 1e6, 2) == _reported(benchmark)["ablation"][ablation][1]
+    assert round(sum(counts) / len(counts) / 1e6, 2) == PAPER_PARAMS_M[benchmark][ablation]
 
 
 @pytest.mark.parametrize("ablation", ["without_row", "without_column"])

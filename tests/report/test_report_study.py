@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -11,9 +12,9 @@ import pytest
 from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 
 from genft_search.errors import UserError
-from genft_search.report import _paper as paper_module
 from genft_search.report import report_sections, write_report
 from genft_search.report._meta import study_meta
+from genft_search.report._study import study_section
 
 PANELS = ("history", "importance", "parallel", "contour", "slice", "curves", "timeline", "best_vs_paper")
 
@@ -84,10 +85,11 @@ def test_best_setting_beside_the_papers(study: optuna.Study) -> None:
     assert study_meta(study).data_kind == "vtab1k"
 
 
-def test_without_the_shared_spec_the_report_still_builds(study: optuna.Study, monkeypatch) -> None:
-    monkeypatch.setattr(paper_module, "paper_configs_path", lambda: None)
-    panel = _panels(study)["best_vs_paper"]
-    assert "72.4" not in panel.html and "spec file is not installed" in panel.note
+def test_a_task_the_paper_lacks_gets_a_note_not_a_column(study: optuna.Study) -> None:
+    meta = dataclasses.replace(study_meta(study), task="mnist")
+    panel = next(p for p in study_section(study, meta).panels if p.key.endswith("best_vs_paper"))
+    assert "72.4" not in panel.html and "<td>28</td>" not in panel.html
+    assert panel.note == "The paper reports no setting for task mnist (vtab1k)."
 
 
 def test_unknown_name_lists_the_studies(store_url: str, tmp_path: Path) -> None:
