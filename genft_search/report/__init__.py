@@ -4,6 +4,8 @@
 Optuna figures (history, PED-ANOVA and fANOVA importance, parallel coordinates, contour, slices,
 learning curves, timeline, best vs the paper's setting), ablations their table, grouped bars and a
 Δ-vs-full heatmap; every report ends with the parameter-count vs rank figure (the paper's Fig. 2).
+``compare_studies(names)`` puts several study files side by side per benchmark (issue 11), written by
+``comparison_markdown`` and ``write_comparison`` (Markdown, CSV, LaTeX, HTML).
 """
 
 from __future__ import annotations
@@ -15,10 +17,21 @@ import optuna
 
 from genft_search import store
 from genft_search.errors import UserError
+from genft_search.report._compare import Comparison, compare_studies
+from genft_search.report._compare_out import comparison_markdown, write_comparison
 from genft_search.report._panel import Panel, Section, slug
 from genft_search.report._params import parameter_count_figure
 
-__all__ = ["DEFAULT_OUT_DIR", "parameter_count_figure", "report_sections", "write_report"]
+__all__ = [
+    "DEFAULT_OUT_DIR",
+    "Comparison",
+    "compare_studies",
+    "comparison_markdown",
+    "parameter_count_figure",
+    "report_sections",
+    "write_comparison",
+    "write_report",
+]
 
 DEFAULT_OUT_DIR = "reports"
 
