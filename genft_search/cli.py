@@ -101,6 +101,17 @@ def _parser() -> argparse.ArgumentParser:
     _storage_flag(p)
     p.add_argument("--out", metavar="DIR", help="output folder")
 
+    p = sub.add_parser("compare", help="compare study files side by side per benchmark, with seeds, cost "
+                                       "and significance",
+                       description="One table per benchmark in the paper's layout (methods x tasks, group "
+                                   "means, parameters, GPU-hours), then per pair of methods the per-task "
+                                   "difference with a 95%% interval over seeds and a Wilcoxon test across "
+                                   "tasks. Prints Markdown; --out also writes CSV, LaTeX and HTML.")
+    p.add_argument("names", nargs="+", metavar="NAME",
+                   help="study-file name (its studies <name>/<task>) or study name; one row each")
+    _storage_flag(p)
+    p.add_argument("--out", metavar="DIR", help="also write compare.md, .csv, .tex and .html (offline) here")
+
     p = sub.add_parser("assets", help="prepare the built-in offline assets",
                        description="Manage the built-in offline assets (small data and models).")
     assets = p.add_subparsers(dest="assets_command", metavar="ACTION", parser_class=_Parser)
@@ -283,6 +294,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    report = _optional("genft_search.report", "compare")
+    comparison = report.compare_studies(args.names, storage=args.storage)
+    paths = report.write_comparison(comparison, args.out) if args.out else []
+    sys.stdout.write(report.comparison_markdown(comparison))
+    for path in paths:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def _cmd_assets(args: argparse.Namespace) -> int:
     assets = _optional("trainables.assets", "assets")
     paths = assets.prepare(args.names or None, force=args.force)
@@ -293,7 +314,7 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "status": _cmd_status, "best": _cmd_best,
              "export": _cmd_export, "dashboard": _cmd_dashboard, "ablate": _cmd_ablate, "report": _cmd_report,
-             "assets": _cmd_assets}
+             "compare": _cmd_compare, "assets": _cmd_assets}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,8 @@ from genft_search.cli import main
 from tests.support.engine import TESTS, run_cli, toy_study
 
 BAD_STUDIES = sorted((TESTS / "data" / "bad_studies").glob("*.yaml"))
-COMMANDS = ["run", "validate", "status", "best", "export", "dashboard", "ablate", "report", "assets"]
+COMMANDS = ["run", "validate", "status", "best", "export", "dashboard", "ablate", "report", "compare",
+            "assets"]
 
 
 def _expectation(path: Path) -> str:

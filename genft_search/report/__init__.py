@@ -6,6 +6,8 @@ learning curves, timeline, best vs the paper's setting), ablations their table, 
 Δ-vs-full heatmap; every report ends with the parameter-count vs rank figure (the paper's Fig. 2).
 ``export_trials`` writes a study's trials as CSV, JSON or LaTeX; every LaTeX table of the project goes
 through ``latex_escape`` and ``booktabs``.
+``compare_studies(names)`` puts several study files side by side per benchmark (issue 11), written by
+``comparison_markdown`` and ``write_comparison`` (Markdown, CSV, LaTeX, HTML).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 import optuna
 
 from genft_search import store
+from genft_search.report._compare import Comparison, compare_studies
+from genft_search.report._compare_out import comparison_markdown, write_comparison
 from genft_search.report._export import export_trials
 from genft_search.report._latex import booktabs, latex_escape
 from genft_search.report._panel import Panel, Section, slug
@@ -23,11 +27,15 @@ from genft_search.report._params import parameter_count_figure
 
 __all__ = [
     "DEFAULT_OUT_DIR",
+    "Comparison",
     "booktabs",
+    "compare_studies",
+    "comparison_markdown",
     "export_trials",
     "latex_escape",
     "parameter_count_figure",
     "report_sections",
+    "write_comparison",
     "write_report",
 ]
 

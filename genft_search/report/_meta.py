@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from genft_search import store
 
-__all__ = ["StudyMeta", "study_meta"]
+__all__ = ["StudyMeta", "best_trial", "study_meta"]
 
 _TRIAL_KEYS = ("method", "model", "data", "protocol")
 
@@ -45,3 +46,12 @@ def study_meta(study: optuna.Study) -> StudyMeta:
         metrics=metrics,
         fixed={k: v for k, v in config.items() if k not in _TRIAL_KEYS},
     )
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The COMPLETE trial best on the first objective (with several objectives, the one reports show)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None
+    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+    return max(complete, key=lambda t: sign * t.values[0])

@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 import plotly.graph_objects as go
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator, get_param_importances
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from optuna.visualization import (
     plot_contour,
     plot_intermediate_values,
@@ -24,7 +24,7 @@ from optuna.visualization import (
 from plotly.subplots import make_subplots
 
 from genft_search.paper import paper_benchmark, paper_result, paper_setting
-from genft_search.report._meta import StudyMeta
+from genft_search.report._meta import StudyMeta, best_trial
 from genft_search.report._panel import Panel, Section, figure_panel, slug
 
 __all__ = ["learning_curves", "study_section"]
@@ -107,14 +107,6 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _best_trial(study: optuna.Study) -> FrozenTrial | None:
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    if not complete:
-        return None
-    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
-    return max(complete, key=lambda t: sign * t.values[0])
-
-
 def _paper_column(meta: StudyMeta) -> dict[str, Any] | None:
     """The paper's setting for the study's task, then the training recipe it keeps fixed (Appendix B)."""
     if not (meta.data_kind and meta.task):
@@ -127,7 +119,7 @@ def _paper_column(meta: StudyMeta) -> dict[str, Any] | None:
 
 
 def _best_vs_paper(study: optuna.Study, meta: StudyMeta) -> Panel:
-    best = _best_trial(study)
+    best = best_trial(study)
     title = "Best setting vs the paper's"
     if best is None:
         return Panel("best_vs_paper", title, note="No finished trial yet.")

@@ -18,8 +18,8 @@ import optuna
 from genft_search import store
 from genft_search.config import StudyConfig
 from genft_search.errors import UserError
-from genft_search.progress import ProgressLine
 from genft_search.paper import paper_setting
+from genft_search.progress import ProgressLine
 from genft_search.space import incompatible_parameters, space_difference
 from genft_search.tune._plan import StudyPlan, plan_study
 from genft_search.tune._ray import (

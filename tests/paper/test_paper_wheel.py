@@ -16,7 +16,7 @@ SOURCES = ("pyproject.toml", "README.md", "LICENSE", "genft_search", "trainables
 
 PROBE = """
 import json, genft_search
-from genft_search.space import paper_setting
+from genft_search.paper import paper_setting
 from genft_search.paper import paper_benchmark, paper_result, paper_ablation
 print(json.dumps({
     "file": genft_search.__file__,
