@@ -44,14 +44,20 @@ def _data(study: optuna.Study) -> dict[str, Any]:
     return dict(store.StudyRecord.read(study).config.get("data") or {})
 
 
-def _dims(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[int | None, int | None]:
+def _dims(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[int | None, int | None, str | None]:
+    """The variant's resolved a, b and the init of its specific factors, as the trainable built them.
+
+    The init is ``init_a/init_b``, with ``*`` where the method library chose another init than the
+    setting's so the variant can learn (``GenFTConfig.init_reason``, docs/method.md).
+    """
     try:
         cfg = GenFTConfig.from_mapping(store.trial_config(study, trial)).resolve(
             _family(_data(study).get("kind"))
         )
     except ValueError:
-        return None, None
-    return cfg.shared_dim, cfg.specific_dim
+        return None, None, None
+    init = f"{cfg.init_a}/{cfg.init_b}" + ("*" if cfg.init_reason else "") if cfg.specific_dim else None
+    return cfg.shared_dim, cfg.specific_dim, init
 
 
 def ablation_runs(studies: Iterable[optuna.Study]) -> pd.DataFrame:
@@ -62,7 +68,7 @@ def ablation_runs(studies: Iterable[optuna.Study]) -> pd.DataFrame:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             variant = trial.params.get("ablation", "full")
             metrics = trial.user_attrs.get(store.ATTR_METRICS) or {}
-            a, b = _dims(study, trial)
+            a, b, init = _dims(study, trial)
             rows.append(
                 {
                     "task": task,
@@ -72,11 +78,13 @@ def ablation_runs(studies: Iterable[optuna.Study]) -> pd.DataFrame:
                     "params": metrics.get("trainable_params"),
                     "shared_dim": a,
                     "specific_dim": b,
+                    "init": init,
                     "trial": trial.number,
                     "study": study.study_name,
                 }
             )
-    columns = ["task", "variant", "seed", "value", "params", "shared_dim", "specific_dim", "trial", "study"]
+    columns = ["task", "variant", "seed", "value", "params", "shared_dim", "specific_dim", "init", "trial",
+               "study"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -120,7 +128,7 @@ class AblationTable:
     def markdown(self) -> str:
         """Per-task tables, then the average over tasks (what ``genft-search ablate`` prints)."""
         has_paper = self.summary["paper"].notna().any()
-        head = ["variant", "a", "b", "params", "n", f"{self.metric} mean ± std", "Δ vs full"]
+        head = ["variant", "a", "b", "init A/B", "params", "n", f"{self.metric} mean ± std", "Δ vs full"]
         if has_paper:
             head += ["paper", "paper Δ"]
         out = [
@@ -138,6 +146,7 @@ class AblationTable:
                     r.variant,
                     _int(r.shared_dim),
                     _int(r.specific_dim),
+                    "--" if _missing(r.init) else str(r.init),
                     _params(r.params),
                     str(int(r.n)),
                     _pm(r.mean, r.std),
@@ -147,6 +156,11 @@ class AblationTable:
                     cells += [_num(r.paper), _delta(r.paper_delta)]
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
+        if self.summary["init"].astype(str).str.endswith("*").any():
+            out.append(
+                "init A/B: the specific factors' initialisation; * = the setting's init would keep ΔW and "
+                "its gradients at 0 with the shared factors off, so they start as the shared factors do."
+            )
         if has_paper:
             out.append(
                 "Paper: GenFT paper Tables 12/13 (test top-1 %, ViT-B/16 IN-21k); "
@@ -161,6 +175,7 @@ class AblationTable:
             "variant",
             "shared_dim",
             "specific_dim",
+            "init",
             "params",
             "n",
             "mean",
@@ -295,6 +310,7 @@ def ablation_table(studies: Sequence[optuna.Study], name: str | None = None) -> 
                     "params": _first(sel["params"]),
                     "shared_dim": _first(sel["shared_dim"]),
                     "specific_dim": _first(sel["specific_dim"]),
+                    "init": _first(sel["init"]),
                     "paper": paper if paper is not None else math.nan,
                     "paper_delta": paper - paper_full
                     if paper is not None and paper_full is not None
@@ -313,6 +329,7 @@ def ablation_table(studies: Sequence[optuna.Study], name: str | None = None) -> 
             "params",
             "shared_dim",
             "specific_dim",
+            "init",
             "paper",
             "paper_delta",
         ],
@@ -355,6 +372,7 @@ def _average(
                 "params": float(sel["params"].mean()) if sel["params"].notna().all() else math.nan,
                 "shared_dim": math.nan,
                 "specific_dim": math.nan,
+                "init": math.nan,
                 "paper": float(paper.mean()) if len(sel) == len(tasks) and paper.notna().all() else math.nan,
                 "paper_delta": math.nan,
             }

@@ -75,6 +75,19 @@ def test_dims_follow_the_dim_zero_becomes_eight_rule_and_params_are_the_stored_c
     assert rows.loc["without_row", "params"] < rows.loc["full", "params"]
 
 
+def test_the_init_of_the_specific_factors_is_shown_and_marked_when_the_library_changed_it(stored) -> None:
+    _, studies = stored
+    table = ablation_table(studies)
+    rows = table.summary[table.summary.task == "kitti"].set_index("variant")
+    resolved = GenFTConfig(shared_dim=6, specific_dim=0, ablation="without_shared").resolve("vit")
+    assert resolved.init_reason == "fallback_dim"  # b = 0 -> 8 gets factors that can learn
+    assert rows.loc["without_shared", "init"] == f"{resolved.init_a}/{resolved.init_b}*"
+    assert table.summary.loc[table.summary.variant == "full", "init"].isna().all()  # b = 0: no factors
+    markdown = table.markdown()
+    assert "init A/B" in markdown and f"| {resolved.init_a}/{resolved.init_b}* |" in markdown
+    assert "* = the setting's init would keep ΔW" in markdown
+
+
 def test_paper_numbers_beside_matching_tasks_only_on_the_papers_data(stored, tmp_path: Path) -> None:
     _, studies = stored
     table = ablation_table(studies)
