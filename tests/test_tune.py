@@ -7,6 +7,8 @@ objectives and paper warm starts.
 
 from __future__ import annotations
 
+import os
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -36,6 +38,8 @@ def test_asha_stops_are_pruned_with_curves_and_budget(sqlite_url):
         warm_start=[{"handicap": 0.0}, {"handicap": 0.5}, {"handicap": 0.5}, {"handicap": 0.5}],
         scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2},
         budget={"n_trials": 4},
+        # one trial at a time: ASHA's decisions then follow the warm-start order, not the machine's load
+        resources={"cpu": float(os.cpu_count() or 1)},
     )
     study = _run(doc, sqlite_url)["a"]
     trials = study.get_trials()
