@@ -31,7 +31,15 @@ from genft_search.config import ParamSpec, StudyConfig
 from genft_search.errors import UserError
 from genft_search.paper import paper_setting  # re-exported for the engine's `warm_start: paper`
 
-__all__ = ["DEFAULT_PRESET", "Param", "SearchSpace", "build_space", "paper_setting", "preset_names"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "SearchSpace",
+    "build_space",
+    "incompatible_parameters",
+    "paper_setting",
+    "preset_names",
+    "space_difference",
+]
 
 #: the preset a study gets when it names none
 DEFAULT_PRESET = {"genft": "paper", "lora": "lora", "linear": "training", "full": "training"}

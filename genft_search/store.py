@@ -30,11 +30,21 @@ from optuna.trial import FrozenTrial, TrialState
 from genft_search.errors import UserError
 
 __all__ = [
+    "ATTR_BUDGET",
+    "ATTR_CONFIG",
+    "ATTR_FAIL_REASON",
+    "ATTR_MAX_BUDGET",
+    "ATTR_METRICS",
+    "ATTR_REQUEUED",
+    "ATTR_RETRY_OF",
+    "ATTR_TRAIN_SECONDS",
+    "ATTR_WARM_START",
     "DEFAULT_STORAGE",
     "STORAGE_ENV",
     "Heartbeat",
     "Runner",
     "StudyRecord",
+    "best_trials",
     "counted_trials",
     "find_studies",
     "find_study",
@@ -47,6 +57,7 @@ __all__ = [
     "study_lock",
     "study_names",
     "tag_runner",
+    "trial_config",
     "trial_records",
 ]
 

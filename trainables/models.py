@@ -31,6 +31,8 @@ from torch import nn
 from genft_search.errors import UserError
 from trainables.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
+__all__ = ["build_model", "check_model"]
+
 STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 _RESERVED = {"name", "checkpoint", "image_size", "mean", "std"}
 

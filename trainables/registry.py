@@ -14,6 +14,8 @@ from typing import Any
 
 from genft_search.errors import UserError
 
+__all__ = ["check_data", "check_model", "data_kinds", "evaluate_test", "get_trainable"]
+
 _MODULES: dict[str, str] = {
     "vtab1k": "trainables.vision",
     "fgvc": "trainables.vision",

@@ -26,7 +26,7 @@ from genft_search.method import GenFTConfig
 from genft_search.paper import paper_ablation
 from genft_search.report import booktabs, latex_escape
 
-__all__ = ["AblationTable", "ablation_runs", "ablation_table", "is_ablation_study"]
+__all__ = ["AVERAGE", "AblationTable", "ablation_runs", "ablation_table", "is_ablation_study"]
 
 #: study user attr marking an ablation study (value: base, variants, seeds, from_study, base setting)
 AVERAGE = "average"

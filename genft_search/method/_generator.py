@@ -12,7 +12,7 @@ from genft_search.method._generator_fn import Workspace
 from genft_search.method.config import GenFTConfig
 from genft_search.method.functional import _generate_batched
 
-__all__ = ["GenFTGenerator", "init_matrix"]
+__all__ = ["GenFTGenerator"]
 
 
 def init_matrix(t: Tensor, scheme: str) -> None:

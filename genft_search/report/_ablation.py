@@ -8,8 +8,7 @@ import math
 import optuna
 import plotly.graph_objects as go
 
-from genft_search.ablation import AblationTable, ablation_table
-from genft_search.ablation._table import AVERAGE
+from genft_search.ablation import AVERAGE, AblationTable, ablation_table
 from genft_search.report._panel import Panel, Section, figure_panel, slug
 from genft_search.report._study import learning_curves
 

@@ -21,8 +21,7 @@ from genft_search.report._compare import ALPHA, Benchmark, Cell, Comparison, Pai
 from genft_search.report._panel import Panel, Section, figure_panel, slug
 from genft_search.stats import MIN_TASKS, Difference
 
-__all__ = ["comparison_csv", "comparison_latex", "comparison_markdown", "comparison_sections",
-           "write_comparison"]
+__all__ = ["comparison_csv", "comparison_latex", "comparison_markdown", "write_comparison"]
 
 DAGGER, DDAGGER, SECTION = "†", "‡", "§"
 _NONE = "–"

@@ -24,7 +24,7 @@ from genft_search.space import SearchSpace, build_space
 if TYPE_CHECKING:
     from ray.tune.schedulers import TrialScheduler
 
-__all__ = ["BUDGET_KEY", "StudyPlan", "make_sampler", "make_scheduler", "plan_study", "prefixed"]
+__all__ = ["BUDGET_KEY", "StudyPlan", "make_sampler", "make_scheduler", "plan_study"]
 
 #: the result key that counts a trial's budget (the trainables' 1-based epoch)
 BUDGET_KEY = "epoch"

@@ -21,7 +21,7 @@ from ray.tune.search import Searcher
 from genft_search import store
 from genft_search.tune._plan import BUDGET_KEY, StudyPlan
 
-__all__ = ["OptunaSearcher", "is_finite"]
+__all__ = ["OptunaSearcher"]
 
 logger = logging.getLogger("genft_search.tune")
 

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from genft_search.errors import UserError
 
 __all__ = [
-    "METRICS",
+    "SPLITS",
     "TASKS",
     "Examples",
     "GlueTask",
@@ -39,8 +39,6 @@ __all__ = [
     "compute_metric",
     "get_task",
     "read_split",
-    "split_file",
-    "task_dir",
 ]
 
 SPLITS = ("train", "dev")

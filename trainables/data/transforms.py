@@ -15,6 +15,8 @@ from torch import nn
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Normalize", "build_transform"]
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
