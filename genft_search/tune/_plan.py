@@ -205,11 +205,9 @@ def plan_study(config: StudyConfig, *, n_trials: int | None = None, check_data: 
     if check_data and config.trainable is None:
         from trainables import registry
 
-        for task in config.data.tasks:
-            with prefixed(config.source):
-                registry.check_data(config.data.model_dump(exclude_none=True), task)
         with prefixed(config.source):
-            registry.check_model(config.data.kind, config.model.model_dump(exclude_none=True))
+            registry.check_study(config.data.kind, config.data.model_dump(exclude_none=True),
+                                 config.model.model_dump(exclude_none=True), config.data.tasks)
     bases = {task: _base_config(config, task) for task in config.data.tasks}
     fingerprint = space.fingerprint(config.method)
     return StudyPlan(config, space, fingerprint, trainable, bases, total, max_budget, notes)
