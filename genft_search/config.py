@@ -259,7 +259,7 @@ class StudyConfig(_Strict):
         return list(self.objective) if isinstance(self.objective, list) else [self.objective]
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Literal["maximize", "minimize"]]:
         return [o.direction for o in self.objectives]
 
     def study_name(self, task: str) -> str:

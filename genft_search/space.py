@@ -175,8 +175,9 @@ def _distribution(name: str, spec: ParamSpec, where: str) -> BaseDistribution:
             if (hi - lo) % step:
                 raise ValueError(f"range [{lo}, {hi}] is not a whole number of steps of {step}")
             return IntDistribution(lo, hi, log=spec.log, step=step)
-        lo, hi = spec.float_  # type: ignore[misc]
-        return FloatDistribution(float(lo), float(hi), log=spec.log, step=spec.step)
+        assert spec.float_ is not None  # the schema holds exactly one of choice, int and float
+        low, high = spec.float_
+        return FloatDistribution(float(low), float(high), log=spec.log, step=spec.step)
     except ValueError as exc:
         raise UserError(f"{where}: params.{name}: {exc}") from None
 

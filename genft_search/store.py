@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -43,6 +43,7 @@ __all__ = [
     "STORAGE_ENV",
     "Heartbeat",
     "Runner",
+    "StudyLike",
     "StudyRecord",
     "best_trials",
     "counted_trials",
@@ -86,6 +87,16 @@ ATTR_TRAIN_SECONDS = "train_seconds"
 ATTR_WARM_START = "warm_start"
 
 
+class StudyLike(Protocol):
+    """What :meth:`StudyRecord.read` needs: a ``Study``, a ``StudySummary`` or a storage's ``FrozenStudy``."""
+
+    @property
+    def study_name(self) -> str: ...
+
+    @property
+    def user_attrs(self) -> dict[str, Any]: ...
+
+
 @dataclass
 class StudyRecord:
     """What genft-search keeps on each Optuna study, as its user attrs (so optuna-dashboard shows them).
@@ -113,7 +124,8 @@ class StudyRecord:
     test_evaluation: dict[str, Any] | None = None
 
     @classmethod
-    def read(cls, study: optuna.Study) -> StudyRecord:
+    def read(cls, study: StudyLike) -> StudyRecord:
+        """The record of a study, a study summary or a frozen study (anything with its name and attrs)."""
         attrs = study.user_attrs
         record = cls(**{f.name: attrs[f.name] for f in fields(cls) if f.name in attrs})
         head, _, tail = study.study_name.rpartition("/")
@@ -334,10 +346,11 @@ def study_lock(target: optuna.Study | RDBStorage, study_name: str | None = None)
     """
     import sqlalchemy
 
+    found: Any = target
     if isinstance(target, optuna.Study):
-        target, study_name = target._storage, target.study_name
+        found, study_name = target._storage, target.study_name
     assert study_name is not None, "study_lock(storage, study_name) needs the study's name"
-    storage: Any = getattr(target, "_backend", target)  # a study's storage is a cache around the RDB one
+    storage: Any = getattr(found, "_backend", found)  # a study's storage is a cache around the RDB one
     dialect = storage.engine.dialect.name
     if dialect == "postgresql":
         key = _lock_key(f"genft:study:{study_name}")

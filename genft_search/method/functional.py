@@ -219,11 +219,13 @@ def generate_delta(
     """
     if w0.dim() != 2 or w0.shape[0] != w0.shape[1]:
         raise ValueError(f"w0: shape {tuple(w0.shape)}; expected a square (d, d) matrix")
-    return _generate_batched(
+    delta = _generate_batched(
         w0.unsqueeze(0), p1, q1, p2, q2,
         None if a is None else a.unsqueeze(0),
         None if b is None else b.unsqueeze(0),
         sigma1=sigma1, sigma2=sigma2, w0_ratio=w0_ratio, scaling=scaling, ratio_on=ratio_on,
         delta_layout=delta_layout, ablation=ablation, down_bias1=down_bias1, up_bias1=up_bias1,
         down_bias2=down_bias2, up_bias2=up_bias2, dropout=dropout, training=training,
-    ).squeeze(0)
+    )
+    assert isinstance(delta, Tensor)  # one stack, not split
+    return delta.squeeze(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+from functools import partial
 
 import optuna
 import plotly.graph_objects as go
@@ -143,7 +144,7 @@ def ablation_section(name: str, studies: list[optuna.Study]) -> Section:
             figure_panel(
                 f"{slug(study.study_name)}-curves",
                 f"Learning curves: {study.study_name}",
-                lambda s=study: learning_curves(s, table.metric),
+                partial(learning_curves, study, table.metric),
             )
         )
     return section

@@ -50,6 +50,9 @@ def build_transform(kind: str, image_size: int, train: bool) -> T.Compose:
 class Normalize(nn.Module):
     """uint8 NCHW batch -> float, scaled to [0, 1] and normalised with per-channel mean/std."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  channels_last: bool = False) -> None:
         super().__init__()
