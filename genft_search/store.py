@@ -213,11 +213,23 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 def open_storage(url: str, *, create: bool = True, source: str = "storage") -> RDBStorage:
-    """Open (and with ``create`` make) the study store at ``url``; problems are one ``UserError``.
+    """Open (and with ``create`` make) the study store at ``url``.
 
     SQLite files are switched to WAL with a busy timeout so readers never block the runner. With
     ``create=False`` a missing SQLite file is an error instead of an empty new store.
     PostgreSQL schema creation runs under an advisory lock, so runners starting together do not race.
+
+    Args:
+        url: an SQLAlchemy URL (``sqlite:///...``, ``postgresql+psycopg://...``).
+        create: create the file and schema if missing (``run``); readers pass False.
+        source: what the message names as the URL's origin (``storage``, ``--storage``, a study file).
+
+    Returns:
+        Optuna's RDB storage on ``url``.
+
+    Raises:
+        UserError: not a database URL, an unsupported database, a missing store (``create=False``) or an
+            unreachable server; one line, the URL's password redacted.
     """
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.engine import make_url

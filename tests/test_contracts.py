@@ -285,3 +285,47 @@ def test_all_is_small() -> None:
     unused = sorted(f"{m.name}.{n}" for m in modules().values() if not m.is_package
                     for n in exports(m) or [] if (m.name, n) not in used)
     assert not unused, f"in __all__ but imported by no other module: {unused}"
+
+
+# The public entry points (issue 9) and their Google-style docstrings.
+ENTRY_POINTS = {
+    "genft_search.tune": ["run_study", "plan_study", "validate_study", "run_plan"],
+    "genft_search.ablation": ["run_ablation"],
+    "genft_search.report": ["write_report"],
+    "genft_search.method": ["attach_method", "register_method", "generate_delta", "attach_genft"],
+    "genft_search.store": ["open_storage"],
+    "trainables.registry": ["check_study"],
+}
+
+
+@pytest.mark.parametrize("module, name", [(m, n) for m, names in ENTRY_POINTS.items() for n in names])
+def test_entry_points_document_their_arguments_and_results(module: str, name: str) -> None:
+    import importlib
+    import inspect
+
+    fn = getattr(importlib.import_module(module), name)
+    doc = inspect.getdoc(fn) or ""
+    assert "\nArgs:\n" in doc and ("\nReturns:\n" in doc or "\nRaises:\n" in doc), f"{module}.{name}"
+    args = doc.split("\nArgs:\n", 1)[1].split("\n\n", 1)[0]
+    documented = {line.split(":", 1)[0].strip() for line in args.splitlines() if line.startswith("    ")
+                  and not line.startswith("        ")}
+    params = set(inspect.signature(fn).parameters) - {"self"}
+    assert documented == params, f"{module}.{name}: Args {sorted(documented)}, signature {sorted(params)}"
+
+
+def _docstrings(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            doc = ast.get_docstring(node)
+            if doc:
+                yield getattr(node, "lineno", 1), doc
+
+
+def test_docstrings_cite_nothing_outside_the_repository() -> None:
+    """Docstrings cite the paper (arXiv 2506.11042) or the project's docs, never files beside the checkout."""
+    import re
+
+    outside = re.compile(r"\.\./|(^|[\s`(])(shared|/work|/tmp)/[\w./-]*\.(py|md|ya?ml|txt|pdf|json|tex)\b")
+    found = [f"{m.path.relative_to(ROOT)}:{line}: {hit.group(0).strip()}" for m in modules().values()
+             for line, doc in _docstrings(m.tree) if (hit := outside.search(doc))]
+    assert not found, "\n".join(found)

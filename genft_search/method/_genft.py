@@ -294,7 +294,20 @@ def attach_genft(model: nn.Module, config: GenFTConfig | Mapping[str, Any] | Non
 
     timm ``VisionTransformer``: the q and v row blocks of every block's fused ``qkv``; transformers
     BERT/RoBERTa-family encoders (and ``*ForSequenceClassification``): ``query`` and ``value`` of every
-    layer. The generator becomes ``model.genft`` (so ``model.to``/``train``/``eval`` reach it).
+    layer (``docs/method.md``, "Where it is attached"; arXiv 2506.11042, §3). The generator becomes
+    ``model.genft`` (so ``model.to``/``train``/``eval`` reach it).
+
+    Args:
+        model: the model to adapt, with its task head.
+        config: a :class:`GenFTConfig` or its flat mapping (trial config keys); options left ``None``
+            take the model family's defaults (:meth:`GenFTConfig.resolve`).
+
+    Returns:
+        The adapter: its parameters, ``merge``/``unmerge``, ``delta_weights`` and state dict.
+
+    Raises:
+        ValueError: an unsupported model, one that already has GenFT attached, adapted projections that
+            are not plain square ``nn.Linear`` of one width, or an invalid config.
     """
     if config is None:
         config = GenFTConfig()
