@@ -36,6 +36,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy genft_search trainables
 
 # Re-resolve the newest versions the pyproject's ranges allow into constraints.txt (then run `make test`
 # and commit the file when it passes).
@@ -63,4 +64,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/orchestration.py
 
 clean:
-	rm -rf $(VENV) $(LATEST) $(LOCKENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) $(LOCKENV) .pytest_cache .ruff_cache .mypy_cache

@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 from genft_search import __version__
 from genft_search.errors import UserError
 
+__all__ = ["main"]
+
 PROG = "genft-search"
 
 

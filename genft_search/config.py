@@ -30,19 +30,16 @@ from genft_search.errors import UserError
 __all__ = [
     "METHODS",
     "PROTOCOLS",
+    "RESERVED_KEYS",
     "SAMPLERS",
     "SCHEDULERS",
-    "Budget",
-    "DataSpec",
-    "ModelSpec",
-    "Objective",
     "ParamSpec",
-    "Resources",
-    "SamplerSpec",
-    "SchedulerSpec",
     "StudyConfig",
+    "expand_env",
     "load_study_config",
     "parse_duration",
+    "parse_study_config",
+    "read_yaml_file",
 ]
 
 #: the methods a study file may name: the method registry's built-ins (``genft_search.method``)
@@ -262,7 +259,7 @@ class StudyConfig(_Strict):
         return list(self.objective) if isinstance(self.objective, list) else [self.objective]
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Literal["maximize", "minimize"]]:
         return [o.direction for o in self.objectives]
 
     def study_name(self, task: str) -> str:
@@ -299,11 +296,15 @@ def parse_duration(value: Any) -> float:
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand(value: Any, where: str, source: str) -> Any:
+def expand_env(value: Any, where: str, source: str) -> Any:
+    """``value`` with ``${VAR}`` / ``${VAR:-default}`` expanded in every string (study and ablation files).
+
+    ``where`` is the field's dotted path and ``source`` the file, for the one-line ``UserError``.
+    """
     if isinstance(value, dict):
-        return {k: _expand(v, f"{where}.{k}" if where else str(k), source) for k, v in value.items()}
+        return {k: expand_env(v, f"{where}.{k}" if where else str(k), source) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, f"{where}[{i}]", source) for i, v in enumerate(value)]
+        return [expand_env(v, f"{where}[{i}]", source) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
 
@@ -412,7 +413,7 @@ def parse_study_config(raw: Any, source: str = "<study>") -> StudyConfig:
     """Validate an already-parsed study document (env expansion included)."""
     if not isinstance(raw, dict):
         raise UserError(f"{source}: (top level): expected a mapping of study keys, got {type(raw).__name__}")
-    expanded = _expand(raw, "", source)
+    expanded = expand_env(raw, "", source)
     try:
         return StudyConfig.model_validate(expanded).with_source(source)
     except ValidationError as exc:
@@ -420,7 +421,7 @@ def parse_study_config(raw: Any, source: str = "<study>") -> StudyConfig:
 
 
 def read_yaml_file(path: str | os.PathLike[str], what: str) -> Any:
-    """Parse a YAML file (repeated keys refused, ``${...}`` kept as text for :func:`_expand`).
+    """Parse a YAML file (repeated keys refused, ``${...}`` kept as text for :func:`expand_env`).
 
     Missing or unreadable files and syntax errors are one ``UserError`` line naming the file;
     ``what`` names the kind of file in the message ("study file", "ablation file").

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["UserError"]
+
 
 class UserError(Exception):
     """A mistake in the user's input: study file, CLI flags, data paths, storage URL.

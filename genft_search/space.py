@@ -31,7 +31,15 @@ from genft_search.config import ParamSpec, StudyConfig
 from genft_search.errors import UserError
 from genft_search.paper import paper_setting  # re-exported for the engine's `warm_start: paper`
 
-__all__ = ["DEFAULT_PRESET", "Param", "SearchSpace", "build_space", "paper_setting", "preset_names"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "SearchSpace",
+    "build_space",
+    "incompatible_parameters",
+    "paper_setting",
+    "preset_names",
+    "space_difference",
+]
 
 #: the preset a study gets when it names none
 DEFAULT_PRESET = {"genft": "paper", "lora": "lora", "linear": "training", "full": "training"}
@@ -167,8 +175,9 @@ def _distribution(name: str, spec: ParamSpec, where: str) -> BaseDistribution:
             if (hi - lo) % step:
                 raise ValueError(f"range [{lo}, {hi}] is not a whole number of steps of {step}")
             return IntDistribution(lo, hi, log=spec.log, step=step)
-        lo, hi = spec.float_  # type: ignore[misc]
-        return FloatDistribution(float(lo), float(hi), log=spec.log, step=spec.step)
+        assert spec.float_ is not None  # the schema holds exactly one of choice, int and float
+        low, high = spec.float_
+        return FloatDistribution(float(low), float(high), log=spec.log, step=spec.step)
     except ValueError as exc:
         raise UserError(f"{where}: params.{name}: {exc}") from None
 

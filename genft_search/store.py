@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -30,11 +30,22 @@ from optuna.trial import FrozenTrial, TrialState
 from genft_search.errors import UserError
 
 __all__ = [
+    "ATTR_BUDGET",
+    "ATTR_CONFIG",
+    "ATTR_FAIL_REASON",
+    "ATTR_MAX_BUDGET",
+    "ATTR_METRICS",
+    "ATTR_REQUEUED",
+    "ATTR_RETRY_OF",
+    "ATTR_TRAIN_SECONDS",
+    "ATTR_WARM_START",
     "DEFAULT_STORAGE",
     "STORAGE_ENV",
     "Heartbeat",
     "Runner",
+    "StudyLike",
     "StudyRecord",
+    "best_trials",
     "counted_trials",
     "find_studies",
     "find_study",
@@ -47,6 +58,7 @@ __all__ = [
     "study_lock",
     "study_names",
     "tag_runner",
+    "trial_config",
     "trial_records",
 ]
 
@@ -73,6 +85,16 @@ ATTR_MAX_BUDGET = "max_budget"
 ATTR_METRICS = "metrics"
 ATTR_TRAIN_SECONDS = "train_seconds"
 ATTR_WARM_START = "warm_start"
+
+
+class StudyLike(Protocol):
+    """What :meth:`StudyRecord.read` needs: a ``Study``, a ``StudySummary`` or a storage's ``FrozenStudy``."""
+
+    @property
+    def study_name(self) -> str: ...
+
+    @property
+    def user_attrs(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -102,7 +124,8 @@ class StudyRecord:
     test_evaluation: dict[str, Any] | None = None
 
     @classmethod
-    def read(cls, study: optuna.Study) -> StudyRecord:
+    def read(cls, study: StudyLike) -> StudyRecord:
+        """The record of a study, a study summary or a frozen study (anything with its name and attrs)."""
         attrs = study.user_attrs
         record = cls(**{f.name: attrs[f.name] for f in fields(cls) if f.name in attrs})
         head, _, tail = study.study_name.rpartition("/")
@@ -190,11 +213,23 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 def open_storage(url: str, *, create: bool = True, source: str = "storage") -> RDBStorage:
-    """Open (and with ``create`` make) the study store at ``url``; problems are one ``UserError``.
+    """Open (and with ``create`` make) the study store at ``url``.
 
     SQLite files are switched to WAL with a busy timeout so readers never block the runner. With
     ``create=False`` a missing SQLite file is an error instead of an empty new store.
     PostgreSQL schema creation runs under an advisory lock, so runners starting together do not race.
+
+    Args:
+        url: an SQLAlchemy URL (``sqlite:///...``, ``postgresql+psycopg://...``).
+        create: create the file and schema if missing (``run``); readers pass False.
+        source: what the message names as the URL's origin (``storage``, ``--storage``, a study file).
+
+    Returns:
+        Optuna's RDB storage on ``url``.
+
+    Raises:
+        UserError: not a database URL, an unsupported database, a missing store (``create=False``) or an
+            unreachable server; one line, the URL's password redacted.
     """
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.engine import make_url
@@ -323,10 +358,11 @@ def study_lock(target: optuna.Study | RDBStorage, study_name: str | None = None)
     """
     import sqlalchemy
 
+    found: Any = target
     if isinstance(target, optuna.Study):
-        target, study_name = target._storage, target.study_name
+        found, study_name = target._storage, target.study_name
     assert study_name is not None, "study_lock(storage, study_name) needs the study's name"
-    storage: Any = getattr(target, "_backend", target)  # a study's storage is a cache around the RDB one
+    storage: Any = getattr(found, "_backend", found)  # a study's storage is a cache around the RDB one
     dialect = storage.engine.dialect.name
     if dialect == "postgresql":
         key = _lock_key(f"genft:study:{study_name}")

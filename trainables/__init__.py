@@ -3,6 +3,6 @@
 Importing this package is cheap; the heavy modules load when ``get_trainable`` asks for them.
 """
 
-from trainables.registry import check_data, data_kinds, evaluate_test, get_trainable
+from trainables.registry import TrainableModule, check_study, data_kinds, evaluate_test, get_trainable
 
-__all__ = ["check_data", "data_kinds", "evaluate_test", "get_trainable"]
+__all__ = ["TrainableModule", "check_study", "data_kinds", "evaluate_test", "get_trainable"]

@@ -22,8 +22,14 @@ from pathlib import Path
 from genft_search.errors import UserError
 from trainables.data.builtin.cache import build_once, genft_home
 
-__all__ = ["BUILTIN", "asset_names", "builtin_vit_dir", "builtin_vtab_root", "ensure_builtin_vit",
-           "ensure_dsprites", "genft_home", "prepare"]
+__all__ = [
+    "asset_names",
+    "builtin_vtab_root",
+    "ensure_builtin_vit",
+    "ensure_dsprites",
+    "genft_home",
+    "prepare",
+]
 
 BUILTIN = "builtin"
 DSPRITES_TASKS = ("dsprites_loc", "dsprites_ori")

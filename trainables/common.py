@@ -23,6 +23,17 @@ import torch
 
 from genft_search.errors import UserError
 
+__all__ = [
+    "check_finite",
+    "device_and_amp",
+    "load_resume_state",
+    "report_epoch",
+    "rng_state",
+    "seed_everything",
+    "set_rng_state",
+    "trial_task",
+]
+
 STATE_FILE = "trial_state.pt"
 
 

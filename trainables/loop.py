@@ -16,6 +16,8 @@ import torch
 
 from trainables import common
 
+__all__ = ["TrainingRun"]
+
 Report = Callable[[dict[str, Any], dict[str, Any]], None]
 
 

@@ -31,6 +31,8 @@ from torch import nn
 from genft_search.errors import UserError
 from trainables.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
+__all__ = ["build_model", "check_model"]
+
 STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 _RESERVED = {"name", "checkpoint", "image_size", "mean", "std"}
 
@@ -144,12 +146,13 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Load pretrained weights from a local file into ``model``, keeping its (new) head."""
     file = _checkpoint_file(path)
     if file.suffix == ".npz":
-        if not hasattr(model, "load_pretrained"):
+        load_pretrained = getattr(model, "load_pretrained", None)
+        if not callable(load_pretrained):
             raise UserError(f"{file}: model: checkpoint: {type(model).__name__} cannot read .npz; "
                             "expected a timm ViT or a .pth/.safetensors file")
         head = {key: value.clone() for key, value in model.state_dict().items() if key in _head_keys(model)}
         try:
-            model.load_pretrained(str(file))
+            load_pretrained(str(file))
         except (KeyError, ValueError, RuntimeError) as error:
             raise UserError(f"{file}: model: checkpoint: does not fit {type(model).__name__} ({error}); "
                             "expected the npz of the same architecture") from None
@@ -164,10 +167,10 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
         raise UserError(f"{file}: model: checkpoint: unreadable ({type(error).__name__}); "
                         "expected a torch or safetensors state dict") from None
     state = _adapt(state, model)
-    head = _head_keys(model)
-    state = {key: value for key, value in state.items() if key not in head}
+    head_keys = _head_keys(model)
+    state = {key: value for key, value in state.items() if key not in head_keys}
     missing, _unexpected = model.load_state_dict(state, strict=False)
-    missing = [key for key in missing if key not in head]
+    missing = [key for key in missing if key not in head_keys]
     if missing:
         raise UserError(f"{file}: model: checkpoint: does not fit {type(model).__name__}: "
                         f"{len(missing)} weights "

@@ -142,7 +142,7 @@ def _quiet_transformers() -> Iterator[None]:
         # report calls (the fresh head is always reported): give it the answer a file gives.
         if stream is not None and not hasattr(stream, "isatty"):
             with contextlib.suppress(AttributeError, TypeError):
-                stream.isatty = _not_a_tty
+                stream.isatty = _not_a_tty  # type: ignore[method-assign]
     level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -246,6 +246,8 @@ def build_splits(config: Mapping[str, Any], spec: glue.GlueTask, root: Path, set
 # -- one run ----------------------------------------------------------------------------------------
 class _Run(TrainingRun):
     """Everything one training run needs, built from a trial config."""
+
+    train_loader: DataLoader
 
     def __init__(self, config: Mapping[str, Any], final: bool = False) -> None:
         from genft_search.method import attach_method

@@ -152,7 +152,7 @@ def _num_classes(kind: str, root: Path, task: str) -> int:
 
 def _materialize(dataset: Dataset, image_size: int, workers: int) -> Dataset:
     """Decode a deterministic split once into uint8 tensors when it fits in memory."""
-    if len(dataset) * 3 * image_size * image_size > _CACHE_BYTES:
+    if len(dataset) * 3 * image_size * image_size > _CACHE_BYTES:  # type: ignore[arg-type]
         return dataset
     loader = DataLoader(dataset, batch_size=256, shuffle=False, num_workers=workers)
     images, labels = zip(*[(x, y) for x, y in loader])
@@ -199,7 +199,8 @@ class _Run(TrainingRun):
                       for split in self.plan.train]
         train_set: Dataset = train_sets[0] if len(train_sets) == 1 else ConcatDataset(train_sets)
         if self.settings.train_limit > 0:
-            train_set = Subset(train_set, range(min(self.settings.train_limit, len(train_set))))
+            limit = min(self.settings.train_limit, len(train_set))  # type: ignore[arg-type]
+            train_set = Subset(train_set, range(limit))
         if cache and not augment:
             train_set = _materialize(train_set, size, workers)
         eval_transform = build_transform(self.kind, size, False)

@@ -14,17 +14,18 @@ from genft_search.ablation._config import (
 )
 from genft_search.ablation._runner import base_setting, run_ablation, task_study_config, variant_configs
 from genft_search.ablation._table import (
+    AVERAGE,
     AblationTable,
     ablation_runs,
     ablation_table,
     is_ablation_study,
 )
-from genft_search.paper import PAPER_ABLATION, PAPER_PARAMS_M, paper_ablation
+from genft_search.paper import PAPER_ABLATION, paper_ablation
 
 __all__ = [
+    "AVERAGE",
     "DEFAULT_SEEDS",
     "PAPER_ABLATION",
-    "PAPER_PARAMS_M",
     "VARIANTS",
     "AblationConfig",
     "AblationSpec",

@@ -12,17 +12,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from genft_search.config import StudyConfig, _expand, parse_study_config, read_yaml_file
+from genft_search.config import StudyConfig, expand_env, parse_study_config, read_yaml_file
 from genft_search.errors import UserError
 from genft_search.method.functional import ABLATIONS
 
 __all__ = [
-    "ABLATION_KEYS",
     "DEFAULT_SEEDS",
     "VARIANTS",
     "AblationConfig",
     "AblationSpec",
     "load_ablation_config",
+    "parse_ablation_config",
 ]
 
 #: the paper's Table 4 rows, in its order (``full`` first: every Δ is against it)
@@ -135,7 +135,7 @@ def parse_ablation_config(raw: Any, source: str = "<ablation>") -> AblationConfi
     part = {k: raw[k] for k in ABLATION_KEYS if k in raw}
     study_part = {k: v for k, v in raw.items() if k not in ABLATION_KEYS}
     try:
-        spec = AblationSpec.model_validate(_expand(part, "", source))
+        spec = AblationSpec.model_validate(expand_env(part, "", source))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]  # drop pydantic's union-member labels
@@ -153,7 +153,7 @@ def parse_ablation_config(raw: Any, source: str = "<ablation>") -> AblationConfi
         raise UserError(
             f"{source}: objective: an ablation table needs one objective; got {len(study.objectives)}"
         )
-    return AblationConfig(study, spec, _expand(study_part, "", source))
+    return AblationConfig(study, spec, expand_env(study_part, "", source))
 
 
 def load_ablation_config(path: str | os.PathLike[str]) -> AblationConfig:

@@ -142,6 +142,10 @@ def run_ablation(
 
     Returns:
         The table (``str()`` of it is the Markdown), recomputed from the stored trials.
+
+    Raises:
+        UserError: a bad ablation file (paper Table 4's variants are the ones it may name), base setting,
+            data or existing study; raised before anything is written.
     """
     from genft_search.tune import plan_study, run_plan
 

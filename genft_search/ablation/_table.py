@@ -26,13 +26,13 @@ from genft_search.method import GenFTConfig
 from genft_search.paper import paper_ablation
 from genft_search.report import booktabs, latex_escape
 
-__all__ = ["AblationTable", "ablation_runs", "ablation_table", "is_ablation_study"]
+__all__ = ["AVERAGE", "AblationTable", "ablation_runs", "ablation_table", "is_ablation_study"]
 
 #: study user attr marking an ablation study (value: base, variants, seeds, from_study, base setting)
 AVERAGE = "average"
 
 
-def is_ablation_study(study: optuna.Study | optuna.study.StudySummary) -> bool:
+def is_ablation_study(study: store.StudyLike) -> bool:
     return isinstance(store.StudyRecord.read(study).ablation, dict)
 
 
@@ -388,4 +388,5 @@ def _average(
 
 def _common_name(studies: Sequence[optuna.Study]) -> str:
     names = {store.StudyRecord.read(s).study_file for s in studies}
-    return next(iter(names)) if len(names) == 1 else "ablation"
+    name = next(iter(names)) if len(names) == 1 else None
+    return name or "ablation"

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from genft_search.method._targets import head_named_parameters
 
-__all__ = ["HEAD_PREFIX", "MethodAdapter"]
+__all__ = ["MethodAdapter"]
 
 HEAD_PREFIX = "head::"
 

@@ -22,6 +22,7 @@ def genft_num_parameters(
     cfg = cfg.resolve(family)
     a, b = cfg.shared_dim, cfg.specific_dim
     stages = 1 if cfg.ablation in ("without_row", "without_column") else 2
+    assert cfg.targets is not None  # resolve() sets them
     units = num_layers if cfg.specific_scope == "block" else num_layers * len(cfg.targets)
     total = stages * 2 * a * d + units * 2 * b * d
     if cfg.bias:

@@ -12,7 +12,13 @@ from genft_search.method._generator_fn import Workspace
 from genft_search.method.config import GenFTConfig
 from genft_search.method.functional import _generate_batched
 
-__all__ = ["GenFTGenerator", "init_matrix"]
+__all__ = ["GenFTGenerator"]
+
+
+def _resolved(value: str | None) -> str:
+    """A family-dependent option of a resolved config (``GenFTConfig.resolve`` sets every one)."""
+    assert value is not None, "GenFTGenerator needs a resolved config"
+    return value
 
 
 def init_matrix(t: Tensor, scheme: str) -> None:
@@ -44,6 +50,8 @@ class GenFTGenerator(nn.Module):
     target is one index_select. Parameters an ablation does not use are not created.
     """
 
+    target_units: Tensor
+
     def __init__(self, config: GenFTConfig, d: int, target_units: Sequence[int]) -> None:
         super().__init__()
         if not config.is_resolved:
@@ -60,8 +68,8 @@ class GenFTGenerator(nn.Module):
         for k in stages:
             if a:
                 p, q = nn.Parameter(torch.empty(a, d)), nn.Parameter(torch.empty(d, a))
-                init_matrix(p, config.shared_init)
-                init_matrix(q, config.shared_init)
+                init_matrix(p, _resolved(config.shared_init))
+                init_matrix(q, _resolved(config.shared_init))
                 self.register_parameter(f"p{k}", p)
                 self.register_parameter(f"q{k}", q)
             if config.bias:
@@ -94,14 +102,14 @@ class GenFTGenerator(nn.Module):
         cfg = self.config
         a = self._get("a")
         b = self._get("b")
-        if a is not None:
+        if a is not None and b is not None:  # both exist when specific_dim > 0
             idx = self.target_units
             a = a.index_select(0, idx)
             b = b.index_select(0, idx)
         return _generate_batched(
             w0, self._get("p1"), self._get("q1"), self._get("p2"), self._get("q2"), a, b,
             sigma1=cfg.sigma1, sigma2=cfg.sigma2, w0_ratio=cfg.w0_ratio, scaling=cfg.scaling,
-            ratio_on=cfg.ratio_on, delta_layout=cfg.delta_layout,
+            ratio_on=_resolved(cfg.ratio_on), delta_layout=_resolved(cfg.delta_layout),
             ablation=cfg.ablation,
             down_bias1=self._get("down_bias1"), up_bias1=self._get("up_bias1"),
             down_bias2=self._get("down_bias2"), up_bias2=self._get("up_bias2"),

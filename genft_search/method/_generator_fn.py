@@ -58,7 +58,7 @@ class Workspace:
         return {}  # copies and pickles start empty: the buffers are scratch space
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__()
+        Workspace.__init__(self)
 
     def take(self, slot: str, shape: Sequence[int], like: Tensor) -> Tensor:
         """The slot's buffer (a new alias of it) if nothing holds it and it fits, else a new one.
@@ -188,6 +188,7 @@ def _backward_stage(spec: StageSpec, gy: Tensor, x: Tensor, params: Sequence[Ten
     x (of xᵀ with ``gx_transposed``), or None to skip it.
     """
     down, up, c, e = params
+    assert down is not None and up is not None  # a stage's matrices are always there (biases may not be)
     if dropped is not None:
         gy.view(-1).index_fill_(0, dropped, 0.0)
     if spec.scale != 1.0:
@@ -227,7 +228,7 @@ class _StagesFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, specs, workspace, split, x0, *tensors):  # type: ignore[override]
+    def forward(ctx, specs, workspace, split, x0, *tensors):
         n_st = len(specs)
         params = [tensors[4 * i: 4 * i + 4] for i in range(n_st)]
         ws = workspace if workspace is not None else Workspace()
@@ -261,7 +262,7 @@ class _StagesFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, *grads):  # type: ignore[override]
+    def backward(ctx, *grads):
         stored = iter(ctx.saved_tensors)
         values = [None if absent else next(stored) for absent in ctx.absent]
         specs = ctx.specs
@@ -272,6 +273,7 @@ class _StagesFunction(torch.autograd.Function):
         ws = ctx.workspace if ctx.workspace is not None else Workspace()
         need = ctx.needs_input_grad
         like = saved[0]
+        assert like is not None
         shape_last = (len(grads), *grads[0].shape) if ctx.split else tuple(grads[0].shape)
         gy = ws.take("grad_out", shape_last, like)
         if ctx.split:
@@ -282,6 +284,7 @@ class _StagesFunction(torch.autograd.Function):
         gx0 = None
         for i in reversed(range(n_st)):
             x, u, hid, v = saved[4 * i: 4 * i + 4]
+            assert x is not None and u is not None and hid is not None  # only v and biases may be absent
             stage_params = params[4 * i: 4 * i + 4]
             if i > 0:  # x is the previous stage's result, transposed: its gradient in that layout
                 gx_out = ws.take(f"grad_stage{i - 1}", (x.shape[0], x.shape[2], x.shape[1]), like)

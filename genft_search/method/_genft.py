@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ class _RowDeltaLinear(torch.autograd.Function):
     for the adapted row blocks (for a fused qkv adapted on q and v, the k rows cost nothing)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, starts, w, *deltas):  # type: ignore[override]
+    def forward(ctx, x, weight, bias, starts, w, *deltas):
         # w holds the weight outside the adapted row blocks already (a reused buffer, see
         # _GenFTState.effective_weight): only the adapted blocks are written, W0 + ΔW in one pass.
         for s, dlt in zip(starts, deltas):
@@ -47,7 +47,7 @@ class _RowDeltaLinear(torch.autograd.Function):
         return F.linear(x, w, bias)
 
     @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
+    def backward(ctx, g):
         x, w = ctx.saved_tensors
         need = ctx.needs_input_grad
         g2 = g.reshape(-1, g.shape[-1])  # one copy at most (g is often a permuted view), shared below
@@ -55,7 +55,7 @@ class _RowDeltaLinear(torch.autograd.Function):
         x2 = x.reshape(-1, x.shape[-1]).to(g.dtype)
         gw = (g2.t() @ x2).to(w.dtype) if need[1] else None
         gb = g2.sum(0) if need[2] else None
-        gds = []
+        gds: list[Tensor | None] = []
         for i, (s, n) in enumerate(zip(ctx.starts, ctx.sizes)):
             if not need[5 + i]:
                 gds.append(None)
@@ -132,6 +132,12 @@ class _GenFTState:
         return self.generator._workspace.copy_of(f"weight:{module._genft_slots[0]}", module.weight)
 
     # -- generation -------------------------------------------------------------------------------
+    @overload
+    def compute(self, training: bool | None = None, *, split: Literal[True]) -> tuple[Tensor, ...]: ...
+
+    @overload
+    def compute(self, training: bool | None = None, split: Literal[False] = False) -> Tensor: ...
+
     def compute(self, training: bool | None = None, split: bool = False) -> Tensor | tuple[Tensor, ...]:
         gen = self.generator
         w0 = self.w0()
@@ -182,6 +188,7 @@ class _GenFTState:
     def unmerge(self) -> None:
         if not self.merged:
             return
+        assert self.merged_delta is not None  # merge() keeps it
         with torch.no_grad():
             for (m, s), dlt in zip(self.targets, self.merged_delta):
                 m.module.weight[s : s + self.d] -= dlt.to(m.module.weight.dtype)
@@ -238,7 +245,8 @@ class GenFTAdapter(MethodAdapter):
         """
         st = self._state
         with torch.no_grad():
-            delta = st.merged_delta if st.merged else st.compute(training=False)
+            merged = st.merged_delta if st.merged else None
+            delta = merged if merged is not None else st.compute(training=False)
             out: dict[str, Tensor] = {}
             for (m, s), dlt in zip(st.targets, delta):
                 full = out.get(m.param_name)
@@ -286,7 +294,20 @@ def attach_genft(model: nn.Module, config: GenFTConfig | Mapping[str, Any] | Non
 
     timm ``VisionTransformer``: the q and v row blocks of every block's fused ``qkv``; transformers
     BERT/RoBERTa-family encoders (and ``*ForSequenceClassification``): ``query`` and ``value`` of every
-    layer. The generator becomes ``model.genft`` (so ``model.to``/``train``/``eval`` reach it).
+    layer (``docs/method.md``, "Where it is attached"; arXiv 2506.11042, §3). The generator becomes
+    ``model.genft`` (so ``model.to``/``train``/``eval`` reach it).
+
+    Args:
+        model: the model to adapt, with its task head.
+        config: a :class:`GenFTConfig` or its flat mapping (trial config keys); options left ``None``
+            take the model family's defaults (:meth:`GenFTConfig.resolve`).
+
+    Returns:
+        The adapter: its parameters, ``merge``/``unmerge``, ``delta_weights`` and state dict.
+
+    Raises:
+        ValueError: an unsupported model, one that already has GenFT attached, adapted projections that
+            are not plain square ``nn.Linear`` of one width, or an invalid config.
     """
     if config is None:
         config = GenFTConfig()
@@ -294,6 +315,7 @@ def attach_genft(model: nn.Module, config: GenFTConfig | Mapping[str, Any] | Non
         config = GenFTConfig.from_mapping(config)
     family = detect_family(model)
     cfg = config.resolve(family)
+    assert cfg.targets is not None  # resolve() sets them
     modules = find_adapted_modules(model, family, cfg.targets)
     if hasattr(model, GENERATOR_ATTR) or any(isinstance(m.module, _GenFTLinear) for m in modules):
         raise ValueError("model: already has a GenFT adapter attached; detach it first")
@@ -318,8 +340,8 @@ def attach_genft(model: nn.Module, config: GenFTConfig | Mapping[str, Any] | Non
     state = _GenFTState(generator, modules)
     t = 0
     for m in modules:
-        lin = m.module
-        lin.__class__ = _GenFTLinear
+        m.module.__class__ = _GenFTLinear
+        lin = cast(_GenFTLinear, m.module)
         lin._genft_state = state
         lin._genft_slots = tuple(range(t, t + len(m.rows)))
         lin._genft_starts = tuple(s for _, s in m.rows)

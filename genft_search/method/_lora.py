@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from genft_search.method._base import MethodAdapter
 from genft_search.method._targets import detect_family, find_adapted_modules
 
-__all__ = ["LORA_DEFAULTS", "LoraAdapter", "LoraQVLinear", "attach_lora", "lora_settings"]
+__all__ = ["LoraAdapter", "LoraQVLinear", "attach_lora", "lora_settings"]
 
 LORA_DEFAULTS = {"lora_r": 8, "lora_alpha": 8.0, "lora_dropout": 0.0}
 LORA_TARGETS = ("q", "v")

@@ -26,8 +26,16 @@ _CHECKS: dict[str, CheckFn] = {}
 def register_method(name: str, *, check: CheckFn | None = None) -> Callable[[F], F]:
     """Decorator: make ``attach_method(name, ...)`` call the decorated ``fn(model, config)``.
 
-    ``check(config)`` validates a flat trial config without a model (``ValueError`` naming the
-    key), so a study can refuse a bad setting before any trial runs.
+    Args:
+        name: the method's name in study files (``method:``) and trial configs.
+        check: validates a flat trial config without a model (``ValueError`` naming the key), so a study
+            can refuse a bad setting before any trial runs.
+
+    Returns:
+        The decorator; it returns ``fn`` unchanged.
+
+    Raises:
+        ValueError: (when decorating) ``name`` is already registered to another function.
     """
 
     def decorator(fn: F) -> F:
@@ -46,8 +54,21 @@ def list_methods() -> list[str]:
 
 
 def attach_method(name: str, model: nn.Module, config: Mapping[str, Any] | None = None) -> MethodAdapter:
-    """Attach method ``name`` to ``model`` in place; ``config`` is the flat trial config (unknown keys
-    such as ``lr`` are ignored by every method)."""
+    """Attach method ``name`` to ``model`` in place, behind the one adapter interface of ``docs/method.md``.
+
+    Args:
+        name: a registered method (:func:`list_methods`: GenFT, LoRA on GenFT's q/v targets, linear
+            probing, full fine-tuning).
+        model: a timm ViT or a transformers text encoder (with its task head).
+        config: the flat trial config; each method reads the keys it knows (GenFT: the
+            :class:`GenFTConfig` fields; LoRA: ``lora_r``, ...) and ignores the rest (``lr``, ...).
+
+    Returns:
+        The method's :class:`MethodAdapter` (its parameters, merge/unmerge, state dict).
+
+    Raises:
+        ValueError: ``name`` is not registered, or the method refuses ``model`` or ``config``.
+    """
     try:
         fn = _METHODS[name]
     except KeyError:

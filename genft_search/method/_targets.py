@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard, cast
 
 from torch import nn
 
@@ -32,14 +33,14 @@ class AdaptedModule:
         return f"{self.name}.weight" if self.name else "weight"
 
 
-def _is_linear(m: object) -> bool:
+def _is_linear(m: object) -> TypeGuard[nn.Linear]:
     """A Linear, or one wrapped as ``base_layer`` (PEFT layers, ``LoraQVLinear``): detection still works
     after LoRA was attached."""
     return isinstance(m, nn.Linear) or isinstance(getattr(m, "base_layer", None), nn.Linear)
 
 
 def _in_out(m: nn.Module) -> tuple[int, int]:
-    lin = m if isinstance(m, nn.Linear) else m.base_layer
+    lin = m if isinstance(m, nn.Linear) else cast(nn.Linear, m.base_layer)
     return lin.in_features, lin.out_features
 
 
@@ -47,7 +48,7 @@ def _vit_qkv(model: nn.Module) -> list[tuple[str, nn.Linear]] | None:
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, nn.Sequential | nn.ModuleList) or len(blocks) == 0:
         return None
-    out = []
+    out: list[tuple[str, nn.Linear]] = []
     for i, blk in enumerate(blocks):
         qkv = getattr(getattr(blk, "attn", None), "qkv", None)
         if not _is_linear(qkv) or _in_out(qkv)[1] != 3 * _in_out(qkv)[0]:
@@ -57,13 +58,13 @@ def _vit_qkv(model: nn.Module) -> list[tuple[str, nn.Linear]] | None:
 
 
 def _text_attention(model: nn.Module) -> list[tuple[str, dict[str, tuple[str, nn.Linear]]]]:
-    found = []
+    found: list[tuple[str, dict[str, tuple[str, nn.Linear]]]] = []
     for name, mod in model.named_modules():
         for names in _TEXT_PROJECTIONS:
             children = {k: getattr(mod, child, None) for k, child in names.items()}
             if all(_is_linear(c) for c in children.values()):
                 prefix = f"{name}." if name else ""
-                found.append((name, {k: (prefix + names[k], children[k]) for k in names}))
+                found.append((name, {k: (prefix + names[k], cast(nn.Linear, children[k])) for k in names}))
                 break
     return found
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from genft_search.method.functional import ABLATIONS, ACTIVATIONS, DELTA_LAYOUTS, RATIO_ON
 from genft_search.paper import ACTIVATION_CODES, INIT_CODES
 
-__all__ = ["FAMILIES", "INITS", "INIT_REASONS", "SHARED_INITS", "TARGETS", "Family", "GenFTConfig"]
+__all__ = ["INITS", "GenFTConfig"]
 
 Family = Literal["vit", "text"]
 FAMILIES: tuple[str, ...] = ("vit", "text")

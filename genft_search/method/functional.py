@@ -212,18 +212,50 @@ def generate_delta(
 ) -> Tensor:
     """ΔW (``nn.Linear`` layout, out × in) that GenFT generates from the frozen square weight ``w0``.
 
-    Shapes: w0 (d, d); p_k (a, d); q_k (d, a); a (b, d); b (d, b); down biases (a + b,); up biases
-    (d,). A 0-row factor means a = 0 or b = 0; ``ablation`` ignores the parts it removes (p1/q1 may be
-    None under ``without_row``, p2/q2 under ``without_column``). Dropout acts on each stage's
-    generated matrix and only when ``training``.
+    Y = s · S_2(S_1(W0')ᵀ), each stage a bottleneck over the shared (P_k, Q_k) and specific (A, B) units
+    (arXiv 2506.11042, §3 and Algorithm 1; the exact definition is ``docs/method.md``, "One stage" and
+    "The generator"). A 0-row factor means a = 0 or b = 0; ``ablation`` ignores the parts it removes
+    (p1/q1 may be None under ``without_row``, p2/q2 under ``without_column``).
+
+    Args:
+        w0: the frozen weight, (d, d).
+        p1: stage 1's shared down factor P1, (a, d).
+        q1: stage 1's shared up factor Q1, (d, a).
+        p2: stage 2's shared down factor P2, (a, d).
+        q2: stage 2's shared up factor Q2, (d, a).
+        a: the layer-specific down factor A, (b, d).
+        b: the layer-specific up factor B, (d, b).
+        sigma1: σ1, between the down and the up projection.
+        sigma2: σ2, after the up projection.
+        w0_ratio: r; where it acts is ``ratio_on``.
+        scaling: s.
+        ratio_on: ``w0`` (W0' = r · W0, paper Eq. 5) or ``generator`` (r on every factor).
+        delta_layout: ``linear`` (ΔW = Y) or ``transposed`` (ΔW = Yᵀ).
+        ablation: ``full`` or a variant of paper Table 4 (``without_shared``, ``without_specific``,
+            ``without_row``, ``without_column``).
+        down_bias1: stage 1's hidden bias (c_1 and c'_1), (a + b,).
+        up_bias1: stage 1's output bias e_1, (d,).
+        down_bias2: stage 2's hidden bias, (a + b,).
+        up_bias2: stage 2's output bias e_2, (d,).
+        dropout: p of the inverted dropout on each stage's generated matrix.
+        training: apply the dropout.
+
+    Returns:
+        ΔW, (d, d), in ``w0``'s layout.
+
+    Raises:
+        ValueError: ``w0`` is not square, or an activation, ``ratio_on``, ``delta_layout`` or
+            ``ablation`` name is unknown.
     """
     if w0.dim() != 2 or w0.shape[0] != w0.shape[1]:
         raise ValueError(f"w0: shape {tuple(w0.shape)}; expected a square (d, d) matrix")
-    return _generate_batched(
+    delta = _generate_batched(
         w0.unsqueeze(0), p1, q1, p2, q2,
         None if a is None else a.unsqueeze(0),
         None if b is None else b.unsqueeze(0),
         sigma1=sigma1, sigma2=sigma2, w0_ratio=w0_ratio, scaling=scaling, ratio_on=ratio_on,
         delta_layout=delta_layout, ablation=ablation, down_bias1=down_bias1, up_bias1=up_bias1,
         down_bias2=down_bias2, up_bias2=up_bias2, dropout=dropout, training=training,
-    ).squeeze(0)
+    )
+    assert isinstance(delta, Tensor)  # one stack, not split
+    return delta.squeeze(0)

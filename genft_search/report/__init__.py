@@ -73,10 +73,24 @@ def report_sections(name: str, studies: list[optuna.Study]) -> list[Section]:
 def write_report(
     name: str, *, storage: str | None = None, out_dir: str | os.PathLike[str] | None = None, png: bool = True
 ) -> Path:
-    """Write ``<out_dir>/<name>.html`` (self-contained, offline) and PNGs of its figures; return its path.
+    """Write ``<out_dir>/<name>.html`` (self-contained, offline) and PNGs of its figures.
 
     Only reads the store. PNGs go to ``<out_dir>/<name>_png/`` when kaleido finds a Chromium; otherwise
-    the page says they were skipped.
+    the page says they were skipped. Ablations get their table (paper Table 4 layout) and every report
+    the parameters-vs-rank figure (paper Fig. 2).
+
+    Args:
+        name: a study file's ``name`` (its studies ``name/<task>``), a study name or an ablation's name.
+        storage: the ``--storage`` URL (else ``$GENFT_STORAGE`` or the default).
+        out_dir: the folder for the page and its PNGs (``reports/`` by default).
+        png: also export PNGs of the figures.
+
+    Returns:
+        The path of the HTML page.
+
+    Raises:
+        UserError: the store does not exist or holds no study called ``name`` (one line that lists the
+            names it does hold).
     """
     from genft_search.report._html import render_html
     from genft_search.report._png import export_pngs

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import html
 import math
+from functools import partial
 
 import optuna
 import plotly.graph_objects as go
 
-from genft_search.ablation import AblationTable, ablation_table
-from genft_search.ablation._table import AVERAGE
+from genft_search.ablation import AVERAGE, AblationTable, ablation_table
 from genft_search.report._panel import Panel, Section, figure_panel, slug
 from genft_search.report._study import learning_curves
 
@@ -144,7 +144,7 @@ def ablation_section(name: str, studies: list[optuna.Study]) -> Section:
             figure_panel(
                 f"{slug(study.study_name)}-curves",
                 f"Learning curves: {study.study_name}",
-                lambda s=study: learning_curves(s, table.metric),
+                partial(learning_curves, study, table.metric),
             )
         )
     return section

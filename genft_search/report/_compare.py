@@ -44,7 +44,7 @@ from genft_search.stats import (
     signed_rank_test,
 )
 
-__all__ = ["Benchmark", "Cell", "Comparison", "Pair", "PaperRow", "Row", "compare_studies"]
+__all__ = ["ALPHA", "Benchmark", "Cell", "Comparison", "Pair", "Row", "compare_studies"]
 
 TEST_EVALUATIONS = "test_evaluations"
 TEST_EVALUATION = "test_evaluation"

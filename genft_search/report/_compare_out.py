@@ -11,6 +11,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -21,8 +22,7 @@ from genft_search.report._compare import ALPHA, Benchmark, Cell, Comparison, Pai
 from genft_search.report._panel import Panel, Section, figure_panel, slug
 from genft_search.stats import MIN_TASKS, Difference
 
-__all__ = ["comparison_csv", "comparison_latex", "comparison_markdown", "comparison_sections",
-           "write_comparison"]
+__all__ = ["comparison_csv", "comparison_latex", "comparison_markdown", "write_comparison"]
 
 DAGGER, DDAGGER, SECTION = "†", "‡", "§"
 _NONE = "–"
@@ -360,10 +360,11 @@ def pareto_figure(bench: Benchmark) -> go.Figure:
     (trial-hours when no row used a GPU); stars mark the rows no other row beats on all three."""
     use_gpu = any(r.gpu_source != "unknown" and r.gpu_hours > 0 for r in bench.rows)
     cost_name = "GPU-hours of search" if use_gpu else "trial-hours of search (no GPU used)"
-    rows = [r for r in bench.rows if r.mean_over(bench.tasks) is not None]
-    if not rows:
+    scored = [(r, mean) for r in bench.rows if (mean := r.mean_over(bench.tasks)) is not None]
+    if not scored:
         raise ValueError("no row has a result on every task of this benchmark")
-    scores = [r.mean_over(bench.tasks) for r in rows]
+    rows = [r for r, _ in scored]
+    scores = [mean for _, mean in scored]
     params = [r.params_m if r.params_m is not None else math.nan for r in rows]
     costs = [(r.gpu_hours if r.gpu_source != "unknown" else math.nan) if use_gpu else r.trial_hours
              for r in rows]
@@ -407,9 +408,9 @@ def comparison_sections(comparison: Comparison) -> list[Section]:
             section.panels.append(Panel(f"{key}-differences", "Differences and tests",
                                         html=_html_table(*difference_table(bench)),
                                         note="<br>".join(map(html.escape, difference_notes(bench)))))
-        section.panels.append(figure_panel(f"{key}-bars", "Per task", lambda b=bench: bars_figure(b)))
+        section.panels.append(figure_panel(f"{key}-bars", "Per task", partial(bars_figure, bench)))
         section.panels.append(figure_panel(f"{key}-pareto", "Score vs parameters vs search cost",
-                                           lambda b=bench: pareto_figure(b)))
+                                           partial(pareto_figure, bench)))
         sections.append(section)
     return sections
 

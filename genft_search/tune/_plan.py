@@ -24,7 +24,7 @@ from genft_search.space import SearchSpace, build_space
 if TYPE_CHECKING:
     from ray.tune.schedulers import TrialScheduler
 
-__all__ = ["BUDGET_KEY", "StudyPlan", "make_sampler", "make_scheduler", "plan_study", "prefixed"]
+__all__ = ["BUDGET_KEY", "StudyPlan", "make_sampler", "make_scheduler", "plan_study"]
 
 #: the result key that counts a trial's budget (the trainables' 1-based epoch)
 BUDGET_KEY = "epoch"
@@ -205,11 +205,9 @@ def plan_study(config: StudyConfig, *, n_trials: int | None = None, check_data: 
     if check_data and config.trainable is None:
         from trainables import registry
 
-        for task in config.data.tasks:
-            with prefixed(config.source):
-                registry.check_data(config.data.model_dump(exclude_none=True), task)
         with prefixed(config.source):
-            registry.check_model(config.data.kind, config.model.model_dump(exclude_none=True))
+            registry.check_study(config.data.kind, config.data.model_dump(exclude_none=True),
+                                 config.model.model_dump(exclude_none=True), config.data.tasks)
     bases = {task: _base_config(config, task) for task in config.data.tasks}
     fingerprint = space.fingerprint(config.method)
     return StudyPlan(config, space, fingerprint, trainable, bases, total, max_budget, notes)

@@ -183,7 +183,7 @@ def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label:
             if not force and now < self._next and searcher.changed == self._seen:
                 return
             self._seen, self._next = searcher.changed, now + 1.0
-            progress.update(snapshot(searcher.study, study_label, n_trials, objectives))
+            progress.update(snapshot(searcher._study, study_label, n_trials, objectives))
 
     return _Events()
 

@@ -123,6 +123,10 @@ def validate_study(config: StudyConfig, *, storage: str | None = None, n_trials:
 
     Returns:
         Lines describing the study: what runs, which studies resume, where they are stored.
+
+    Raises:
+        UserError: what ``run`` would refuse (the file, the data and model, an incompatible existing
+            study, an unreachable store); nothing is written either way.
     """
     plan = plan_study(config, n_trials=n_trials)
     concurrency = fit_resources(config, *local_resources())

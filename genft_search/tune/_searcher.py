@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import optuna
 from optuna.trial import TrialState
@@ -21,7 +21,7 @@ from ray.tune.search import Searcher
 from genft_search import store
 from genft_search.tune._plan import BUDGET_KEY, StudyPlan
 
-__all__ = ["OptunaSearcher", "is_finite"]
+__all__ = ["OptunaSearcher"]
 
 logger = logging.getLogger("genft_search.tune")
 
@@ -37,17 +37,17 @@ _RAY_KEYS = frozenset({
 class _Live:
     trial: optuna.Trial
     config: dict[str, Any]
-    reports: dict[int, list[float]] = field(default_factory=dict)
+    reports: dict[int, list[Any]] = field(default_factory=dict)  # step -> the objectives' reported values
     last: dict[str, Any] | None = None
     started: float = field(default_factory=time.monotonic)
 
 
-def is_finite(value: Any) -> bool:
+def is_finite(value: Any) -> TypeGuard[int | float]:
     """A real number that is not NaN or infinite (booleans are not numbers here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-class OptunaSearcher(Searcher):  # type: ignore[misc]
+class OptunaSearcher(Searcher):
     """Ray Tune ``Searcher`` over one Optuna study via ask/tell.
 
     - ``suggest`` asks Optuna (under the study lock, so runners never exceed ``n_trials``) and returns
@@ -62,7 +62,7 @@ class OptunaSearcher(Searcher):  # type: ignore[misc]
         objectives = plan.config.objectives
         mode = "max" if objectives[0].direction == "maximize" else "min"
         super().__init__(metric=objectives[0].metric, mode=mode)
-        self.study = study
+        self.study: optuna.Study | None = study
         self._plan = plan
         self._space = plan.space
         self._base = plan.base_configs[task]
@@ -83,7 +83,7 @@ class OptunaSearcher(Searcher):  # type: ignore[misc]
         (whose config holds the storage URL and ``${VAR}``-expanded values) and the live trials stay in
         the driver. Ray never needs them back: the study store is the truth, and a resumed run asks it.
         """
-        return {"_metric": self._metric, "_mode": self._mode, "study_name": self.study.study_name,
+        return {"_metric": self._metric, "_mode": self._mode, "study_name": self._study.study_name,
                 "runner": self._runner.id}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -94,7 +94,13 @@ class OptunaSearcher(Searcher):  # type: ignore[misc]
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    @property
+    def _study(self) -> optuna.Study:
+        assert self.study is not None, "a detached copy (unpickled by Ray) has no study"
+        return self.study
+
+    # Ray's stubs leave out the FINISHED string that its own Searcher API documents
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if self.study is None:  # unpickled by Ray: only the driver's own searcher may ask the store
             return self.FINISHED
         with store.study_lock(self.study):
@@ -198,9 +204,9 @@ class OptunaSearcher(Searcher):  # type: ignore[misc]
         stopped_early = short or (target is None and trial_id in self._stopped)
         try:
             if stopped_early:
-                self.study.tell(live.trial, state=TrialState.PRUNED)
+                self._study.tell(live.trial, state=TrialState.PRUNED)
             else:
-                self.study.tell(live.trial, values if len(values) > 1 else values[0])
+                self._study.tell(live.trial, values if len(values) > 1 else values[0])
         except RuntimeError as exc:
             # GridSampler calls Study.stop() once the grid is covered; outside optimize() that raises
             # after the trial is stored. The searcher stops by counting, so this is not an error.
@@ -218,7 +224,7 @@ class OptunaSearcher(Searcher):  # type: ignore[misc]
                 live.trial.set_user_attr(store.ATTR_BUDGET, max(live.reports))
             if requeue and not retry:
                 live.trial.set_user_attr(store.ATTR_REQUEUED, True)
-            self.study.tell(live.trial, state=TrialState.FAIL)
+            self._study.tell(live.trial, state=TrialState.FAIL)
         except RuntimeError as exc:
             if "Study.stop" not in str(exc):
                 logger.warning("could not store trial %d: %s", live.trial.number, exc)
@@ -228,7 +234,7 @@ class OptunaSearcher(Searcher):  # type: ignore[misc]
             return
         if requeue and not retry:
             retry_attrs = {store.ATTR_RETRY_OF: live.trial.number}
-            self.study.enqueue_trial(dict(live.trial.params), user_attrs=retry_attrs)
+            self._study.enqueue_trial(dict(live.trial.params), user_attrs=retry_attrs)
         self.changed += 1
 
 

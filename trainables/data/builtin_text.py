@@ -24,7 +24,7 @@ import numpy as np
 from genft_search.errors import UserError
 from trainables.data.builtin.cache import build_once, genft_home
 
-__all__ = ["TASKS", "asset_names", "builtin_glue_root", "ensure_task", "prepare"]
+__all__ = ["TASKS", "builtin_glue_root", "ensure_task", "prepare"]
 
 #: task -> label names (index = label id)
 TASKS: dict[str, tuple[str, ...]] = {

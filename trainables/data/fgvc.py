@@ -20,6 +20,8 @@ from PIL import Image
 from genft_search.errors import UserError
 from trainables.data.images import ListedImages
 
+__all__ = ["FGVCDataset", "check_task", "num_classes"]
+
 
 @dataclass(frozen=True)
 class FGVCInfo:

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from genft_search.errors import UserError
 
 __all__ = [
-    "METRICS",
+    "SPLITS",
     "TASKS",
     "Examples",
     "GlueTask",
@@ -39,8 +39,6 @@ __all__ = [
     "compute_metric",
     "get_task",
     "read_split",
-    "split_file",
-    "task_dir",
 ]
 
 SPLITS = ("train", "dev")
@@ -196,9 +194,10 @@ def _find(columns: Sequence[str], aliases: Sequence[str]) -> int | None:
 
 def _layout(spec: GlueTask, columns: Sequence[str], path: Path) -> tuple[list[int], int] | None:
     """(text column indices, label column index) for a header, or None if the header lacks them."""
-    texts = [_find(columns, aliases) for aliases in spec.text_fields]
+    found = [_find(columns, aliases) for aliases in spec.text_fields]
+    texts = [t for t in found if t is not None]
     label = _find(columns, spec.label_fields)
-    if any(t is None for t in texts):
+    if len(texts) < len(found):
         return None
     if label is None:
         raise UserError(f"{path}: data: label column is missing; expected a column named "
@@ -371,7 +370,7 @@ class TokenizedDataset(Dataset):
     """
 
     def __init__(self, examples: Examples, tokenizer: Any, max_length: int, segments: bool = True) -> None:
-        columns = list(zip(*examples.texts)) if len(examples) else [[]]
+        columns = list(zip(*examples.texts)) if len(examples) else [()]
         encoded = tokenizer(*[list(c) for c in columns[:2]], truncation=True, max_length=max_length,
                             padding=False)
         keys = [k for k in ("input_ids", "token_type_ids", "attention_mask")

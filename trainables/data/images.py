@@ -9,6 +9,8 @@ from typing import Any
 from PIL import Image
 from torch.utils.data import Dataset
 
+__all__ = ["ListedImages"]
+
 
 class ListedImages(Dataset):
     """Images decoded with PIL as RGB and passed to ``transform``, with their integer labels."""

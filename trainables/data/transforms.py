@@ -15,6 +15,8 @@ from torch import nn
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Normalize", "build_transform"]
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -47,6 +49,9 @@ def build_transform(kind: str, image_size: int, train: bool) -> T.Compose:
 
 class Normalize(nn.Module):
     """uint8 NCHW batch -> float, scaled to [0, 1] and normalised with per-channel mean/std."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  channels_last: bool = False) -> None:

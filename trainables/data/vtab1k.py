@@ -16,6 +16,8 @@ from PIL import Image
 from genft_search.errors import UserError
 from trainables.data.images import ListedImages
 
+__all__ = ["VTabDataset", "check_task", "num_classes"]
+
 #: task folder name -> (number of classes, VTAB group)
 TASKS: dict[str, tuple[int, str]] = {
     "caltech101": (102, "natural"),

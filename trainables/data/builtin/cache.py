@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+__all__ = ["build_once", "genft_home"]
+
 DONE = ".complete"
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+__all__ = ["write_vtab_task"]
+
 SIZE = 64
 SHAPES = ("square", "ellipse", "heart")
 NUM_SCALES = 6

@@ -11,6 +11,8 @@ import numpy as np
 
 from genft_search.errors import UserError
 
+__all__ = ["load_mnist"]
+
 _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),

@@ -24,6 +24,8 @@ from torch.nn import functional as F
 
 from trainables.data.builtin.mnist import load_mnist
 
+__all__ = ["CONFIG_FILE", "MEAN", "STD", "WEIGHTS_FILE", "create_builtin_vit", "pretrain"]
+
 BASE_MODEL = "vit_tiny_patch16_224"
 ARCH: dict[str, Any] = {
     "img_size": 32, "patch_size": 4, "embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0,
