@@ -8,6 +8,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,8 +91,24 @@ def _quiet_ray_loggers() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _existing_ray() -> str | None:
+    """The Ray that a bare ``ray.init()`` would attach to (``$RAY_ADDRESS``, or the last ``ray start``)."""
+    from ray._private import services
+
+    with contextlib.suppress(Exception):
+        found: str | None = services.canonicalize_bootstrap_address(None)  # type: ignore[arg-type]
+        return found
+    return None
+
+
 def ensure_ray(address: str | None) -> bool:
-    """Start (or connect to) Ray quietly; True when this call started it."""
+    """Start (or connect to) Ray quietly; True when this call started it.
+
+    Without ``address`` the run always gets its own local Ray (``address="local"``), even when another
+    one is up (``ray start``, ``$RAY_ADDRESS``, another tool's cluster): the local resource check and the
+    object store size then hold, and another tool's cluster is never loaded by surprise. One stderr line
+    says so; ``--address auto`` runs on that instance instead.
+    """
     _ray_env(local=address is None)
     import ray
 
@@ -102,7 +119,11 @@ def ensure_ray(address: str | None) -> bool:
                               "logging_level": logging.ERROR, "configure_logging": True}
     try:
         if address is None:
-            ray.init(object_store_memory=256 * 1024**2, **kwargs)
+            other = _existing_ray()
+            if other:
+                print(f"ray: another Ray instance is running at {other}; starting a separate local one "
+                      f"for this run (--address auto runs on that one)", file=sys.stderr, flush=True)
+            ray.init(address="local", object_store_memory=256 * 1024**2, **kwargs)
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
