@@ -15,11 +15,12 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 HEAD_SCRIPT = """
 import sys
 from ray.cluster_utils import Cluster
-cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
 print(cluster.address, flush=True)
 try:
     sys.stdin.read()
@@ -62,3 +63,24 @@ def head_in_subprocess(tmpdir: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def two_node_cluster() -> Iterator[Any]:
+    """A head (1 CPU) and one worker node (1 CPU) in this process, under a private ``RAY_TMPDIR``."""
+    from ray.cluster_utils import Cluster
+
+    with ray_tmpdir() as tmp:
+        old = os.environ.get("RAY_TMPDIR")
+        os.environ["RAY_TMPDIR"] = tmp
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        try:
+            cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+            yield cluster
+        finally:
+            cluster.shutdown()
+            if old is None:
+                os.environ.pop("RAY_TMPDIR", None)
+            else:
+                os.environ["RAY_TMPDIR"] = old
