@@ -96,9 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard on the same store (127.0.0.1)",
-                       description="Serve optuna-dashboard for the store, bound to 127.0.0.1.")
+                       description="Serve optuna-dashboard for the store, bound to 127.0.0.1 unless --host "
+                                   "says otherwise.")
     _storage_flag(p)
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; 0.0.0.0 in a container whose port is published)")
 
     p = sub.add_parser("ablate", help="run an ablation study file (variants x seeds)",
                        description="Run an ablation: a grid over GenFT variants and seeds around a "
@@ -287,10 +290,10 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
     dashboard = _optional("optuna_dashboard", "dashboard")
     rdb = _open_existing(args.storage)
-    print(f"optuna-dashboard for {store.redact_url(rdb.url)} on http://127.0.0.1:{args.port}/ "
+    print(f"optuna-dashboard for {store.redact_url(rdb.url)} on http://{args.host}:{args.port}/ "
           f"(Ctrl-C stops it)",
           flush=True)
-    dashboard.run_server(rdb, host="127.0.0.1", port=args.port)
+    dashboard.run_server(rdb, host=args.host, port=args.port)
     return 0
 
 
