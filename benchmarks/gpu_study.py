@@ -98,10 +98,10 @@ def study_doc(out: Path, shape: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _max_at_once(rows: list[dict[str, Any]]) -> int:
-    """Most trials running at one time (an end before a start at the same instant)."""
-    events = sorted([(r["start"], 1) for r in rows if r["start"]] +
-                    [(r["end"], -1) for r in rows if r["end"]])
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """Most trials running at one time, from their (start, end) times (an end before a start at the
+    same instant)."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
     now = best = 0
     for _, step in events:
         now += step
@@ -148,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['number']:>5} {r['state']:<9} {value:>8} {peak:>9} {r['train_seconds'] or 0:>8.1f}  "
               f"{r['params'].get('shared_dim')} {r['params'].get('specific_dim')}")
     peaks = [r["peak_mem_mib"] for r in rows if r["peak_mem_mib"] is not None]
+    spans = [(r["start"], r["end"]) for r in rows if r["start"] and r["end"]]
     complete = sum(r["state"] == "COMPLETE" for r in rows)
-    print(f"RESULT trials={len(rows)} complete={complete} max_at_once={_max_at_once(rows)} "
+    print(f"RESULT trials={len(rows)} complete={complete} max_at_once={most_at_once(spans)} "
           f"peak_mem_mib_max={max(peaks) if peaks else 0:.0f}")
     return 0 if complete == shape["n_trials"] else 1
 

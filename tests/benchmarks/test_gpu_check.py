@@ -82,3 +82,9 @@ def test_cpu_smoke_runs_the_whole_check(tmp_path):
     result = (out / "gpu_study.txt").read_text().strip().splitlines()[-1]
     match = re.match(r"RESULT trials=4 complete=4 max_at_once=(\d+) peak_mem_mib_max=(\d+)$", result)
     assert match and int(match.group(1)) >= 1, result
+
+
+def test_most_at_once_counts_overlaps_with_an_end_before_a_start_at_the_same_time():
+    assert gpu_study.most_at_once([(0, 2), (1, 3), (2, 4)]) == 2
+    assert gpu_study.most_at_once([(0, 5), (1, 2), (1, 3)]) == 3
+    assert gpu_study.most_at_once([]) == 0
