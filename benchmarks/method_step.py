@@ -64,6 +64,7 @@ class Plan:
     threads: int = 0
     device: str = "cpu"
     max_seconds: float = 0.0  # per model: no new round once the next would end past this (0: no limit)
+    amp: bool = False  # forward and loss under bf16 autocast (as the trainables train on a GPU)
 
 
 @dataclass
@@ -88,22 +89,30 @@ def _fresh_model(name: str, state: dict[str, Tensor] | None, img_size: int, devi
     return model.to(device)
 
 
-def _train_step_fn(model: nn.Module, params: Sequence[nn.Parameter]) -> Callable[[Tensor, Tensor], None]:
+def _autocast(device: str, amp: bool) -> torch.autocast:
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp)
+
+
+def _train_step_fn(model: nn.Module, params: Sequence[nn.Parameter], device: str = "cpu",
+                   amp: bool = False) -> Callable[[Tensor, Tensor], None]:
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)
 
     def step(x: Tensor, y: Tensor) -> None:
         model.train()
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with _autocast(device, amp):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
         opt.step()
 
     return step
 
 
-def _infer_step_fn(model: nn.Module) -> Callable[[Tensor, Tensor], None]:
+def _infer_step_fn(model: nn.Module, device: str = "cpu",
+                   amp: bool = False) -> Callable[[Tensor, Tensor], None]:
     def step(x: Tensor, y: Tensor) -> None:
         model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), _autocast(device, amp):
             model(x)
 
     return step
@@ -114,7 +123,8 @@ def _count(params: Iterable[nn.Parameter]) -> int:
 
 
 def build_runners(model_name: str, img_size: int, device: str,
-                  variants: Sequence[str] = TRAIN_VARIANTS + INFER_VARIANTS) -> list[Runner]:
+                  variants: Sequence[str] = TRAIN_VARIANTS + INFER_VARIANTS,
+                  amp: bool = False) -> list[Runner]:
     """One independent model per variant, all from the same backbone weights."""
     state = _fresh_model(model_name, None, img_size, "cpu").state_dict()
     runners: list[Runner] = []
@@ -143,9 +153,9 @@ def build_runners(model_name: str, img_size: int, device: str,
             ref = attach_reference(model, variant, settings)
             params, own = list(trainable(model)), _count(ref.parameters())
         if variant in INFER_VARIANTS:
-            step = _infer_step_fn(model)
+            step = _infer_step_fn(model, device, amp)
         else:
-            step = _train_step_fn(model, params)
+            step = _train_step_fn(model, params, device, amp)
         runners.append(Runner(variant, model, step, own))
     return runners
 
@@ -251,7 +261,8 @@ def run(plan: Plan, out: Callable[[str], None] = print) -> dict[str, float]:
     threads = plan.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     out(f"# torch {torch.__version__}, timm {timm.__version__}, device {plan.device}, threads {threads}, "
-        f"image {plan.img_size}², warmup {plan.warmup}, measured steps {plan.steps} (median); "
+        f"image {plan.img_size}², amp {'bf16' if plan.amp else 'off'}, warmup {plan.warmup}, "
+        f"measured steps {plan.steps} (median); "
         "wall = elapsed seconds, cpu = process CPU seconds (less sensitive to other processes)")
     out(f"{'model':<22} {'batch':>5} {'variant':<13} {'own params':>10} {'wall s':>8} {'min s':>7} "
         f"{'cpu s':>7} {'vs lora':>7} {'(cpu)':>6} {'vs frozen':>9} {'(cpu)':>6} {'faults':>7}")
@@ -261,7 +272,7 @@ def run(plan: Plan, out: Callable[[str], None] = print) -> dict[str, float]:
     overall: dict[str, float] = {}
     for mi, (model_name, batches) in enumerate(plan.models.items()):
         t_build = time.perf_counter()
-        runners = build_runners(model_name, plan.img_size, plan.device)
+        runners = build_runners(model_name, plan.img_size, plan.device, amp=plan.amp)
         print(f"# {model_name}: built {len(runners)} variants in {time.perf_counter() - t_build:.1f}s",
               file=sys.stderr, flush=True)
         measure(runners, batches, plan)
@@ -308,6 +319,7 @@ def plan_from_args(argv: Sequence[str] | None = None) -> Plan:
     ap.add_argument("--img-size", type=int, default=224)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast for forward and loss (mixed precision)")
     ap.add_argument("--max-seconds", type=float, help="time budget per model for the rounds "
                     "(stops early, keeping at least one measured step; --quick: 200)")
     args = ap.parse_args(argv)
@@ -324,7 +336,7 @@ def plan_from_args(argv: Sequence[str] | None = None) -> Plan:
     warmup = args.warmup if args.warmup is not None else 1
     budget = args.max_seconds if args.max_seconds is not None else (200.0 if args.quick else 0.0)
     return Plan(models=models, img_size=args.img_size, warmup=warmup, steps=steps,
-                threads=args.threads, device=args.device, max_seconds=budget)
+                threads=args.threads, device=args.device, max_seconds=budget, amp=args.amp)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,6 +41,13 @@ def _file_arg(parser: argparse.ArgumentParser, what: str = "study file") -> None
     _storage_flag(parser, file=True)
 
 
+def _runs_dir_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs-dir", metavar="DIR",
+                        help="trial checkpoints and Ray's experiment state (default: $GENFT_RUNS_DIR, else "
+                             "~/.cache/genft-search/ray_results); on a cluster, storage every node reaches "
+                             "(the same NFS path, or a bucket URI such as s3://...)")
+
+
 def _study_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", metavar="STUDY", help="study name (<name>/<task>, or <name> for one task)")
     _storage_flag(parser)
@@ -60,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-trials", type=int, metavar="N", help="total finished trials per study "
                                                              "(overrides budget)")
     p.add_argument("--address", metavar="ADDR", help="address of an existing Ray cluster (default: local)")
+    _runs_dir_flag(p)
     p.add_argument("--allow-space-change", action="store_true",
                    help="continue a study even though its search space or method changed")
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -67,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a study file without running or writing anything",
                        description="Check a study file, its data and its store, and say what run would do.")
     _file_arg(p)
+    p.add_argument("--address", metavar="ADDR",
+                   help="a Ray cluster (auto or HOST:PORT): report its resources and how many trials fit")
 
     p = sub.add_parser("status", help="list the studies in a store with their trial counts",
                        description="List the studies in the store: finished/total, states, best value.")
@@ -86,15 +96,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard on the same store (127.0.0.1)",
-                       description="Serve optuna-dashboard for the store, bound to 127.0.0.1.")
+                       description="Serve optuna-dashboard for the store, bound to 127.0.0.1 unless --host "
+                                   "says otherwise.")
     _storage_flag(p)
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; 0.0.0.0 in a container whose port is published)")
 
     p = sub.add_parser("ablate", help="run an ablation study file (variants x seeds)",
                        description="Run an ablation: a grid over GenFT variants and seeds around a "
                                    "base setting.")
     _file_arg(p, "ablation file")
     p.add_argument("--address", metavar="ADDR", help="address of an existing Ray cluster (default: local)")
+    _runs_dir_flag(p)
     p.add_argument("--out", metavar="DIR", help="folder for the ablation table")
 
     p = sub.add_parser("report", help="write the offline HTML report of a study or ablation",
@@ -145,7 +159,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_study_config(args.file)
     studies = run_study(config, storage=args.storage, n_trials=args.n_trials, address=args.address,
-                        allow_space_change=args.allow_space_change, progress=not args.quiet)
+                        allow_space_change=args.allow_space_change, progress=not args.quiet,
+                        runs_dir=args.runs_dir)
     from genft_search import store
 
     for study in studies.values():
@@ -166,7 +181,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from genft_search.tune import validate_study
 
     config = load_study_config(args.file)
-    for line in validate_study(config, storage=args.storage):
+    for line in validate_study(config, storage=args.storage, address=args.address):
         print(line)
     return 0
 
@@ -275,16 +290,17 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
     dashboard = _optional("optuna_dashboard", "dashboard")
     rdb = _open_existing(args.storage)
-    print(f"optuna-dashboard for {store.redact_url(rdb.url)} on http://127.0.0.1:{args.port}/ "
+    print(f"optuna-dashboard for {store.redact_url(rdb.url)} on http://{args.host}:{args.port}/ "
           f"(Ctrl-C stops it)",
           flush=True)
-    dashboard.run_server(rdb, host="127.0.0.1", port=args.port)
+    dashboard.run_server(rdb, host=args.host, port=args.port)
     return 0
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
     ablation = _optional("genft_search.ablation", "ablate")
-    result = ablation.run_ablation(args.file, storage=args.storage, address=args.address, out_dir=args.out)
+    result = ablation.run_ablation(args.file, storage=args.storage, address=args.address, out_dir=args.out,
+                                   runs_dir=args.runs_dir)
     print(str(result))
     return 0
 

@@ -189,3 +189,30 @@ def test_dashboard_serves_the_store_on_localhost(toy_store):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_dashboard_binds_the_host_it_is_given(toy_store):
+    """``--host`` (``0.0.0.0`` in the compose file): bound to 127.0.0.2, 127.0.0.1 does not answer."""
+    url, _ = toy_store
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "genft_search", "dashboard", "--storage", url,
+                             "--host", "127.0.0.2", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        answered = False
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.2:{port}/api/studies", timeout=2):
+                    answered = True
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.5)
+        assert answered, proc.stderr.read() if proc.poll() is not None else "no answer"
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -127,6 +127,7 @@ def run_ablation(
     address: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    runs_dir: str | os.PathLike[str] | None = None,
 ) -> AblationTable:
     """Run (or resume) the ablation of ``path``; write its table as Markdown, CSV and LaTeX.
 
@@ -139,6 +140,7 @@ def run_ablation(
         address: a Ray cluster to run on; a local Ray otherwise.
         out_dir: where the tables go (``reports/`` by default).
         progress: show the progress line.
+        runs_dir: trial checkpoints and Ray's experiment state (see :func:`genft_search.tune.run_study`).
 
     Returns:
         The table (``str()`` of it is the Markdown), recomputed from the stored trials.
@@ -161,7 +163,7 @@ def run_ablation(
         plan.ablation = _stored(config, base)
         _check_resume(config, probe, plan.config.study_name(task), plan.ablation)
         plans.append(plan)
-    studies = run_plan(plans, storage=url, address=address, progress=progress)
+    studies = run_plan(plans, storage=url, address=address, progress=progress, runs_dir=runs_dir)
     table = ablation_table([studies[task] for task in config.tasks], config.name)
     table.write(Path(out_dir) if out_dir is not None else Path(DEFAULT_OUT_DIR))
     return table

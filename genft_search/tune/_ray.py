@@ -8,6 +8,8 @@ import contextlib
 import logging
 import math
 import os
+import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +29,8 @@ if TYPE_CHECKING:
 
     from genft_search.tune._searcher import OptunaSearcher
 
-__all__ = ["cluster_concurrency", "ensure_ray", "fit_resources", "local_resources", "make_callback",
-           "recording_stops", "runs_dir", "snapshot", "tune_env"]
+__all__ = ["cluster_concurrency", "cluster_fit", "ensure_ray", "fit_resources", "local_resources",
+           "make_callback", "recording_stops", "remove_run", "resolve_runs_dir", "snapshot", "tune_env"]
 
 def _error_reason(trial: Any) -> str:
     """The last ``SomeError: message`` line of a failed Ray trial's traceback."""
@@ -90,8 +92,24 @@ def _quiet_ray_loggers() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _existing_ray() -> str | None:
+    """The Ray that a bare ``ray.init()`` would attach to (``$RAY_ADDRESS``, or the last ``ray start``)."""
+    from ray._private import services
+
+    with contextlib.suppress(Exception):
+        found: str | None = services.canonicalize_bootstrap_address(None)  # type: ignore[arg-type]
+        return found
+    return None
+
+
 def ensure_ray(address: str | None) -> bool:
-    """Start (or connect to) Ray quietly; True when this call started it."""
+    """Start (or connect to) Ray quietly; True when this call started it.
+
+    Without ``address`` the run always gets its own local Ray (``address="local"``), even when another
+    one is up (``ray start``, ``$RAY_ADDRESS``, another tool's cluster): the local resource check and the
+    object store size then hold, and another tool's cluster is never loaded by surprise. One stderr line
+    says so; ``--address auto`` runs on that instance instead.
+    """
     _ray_env(local=address is None)
     import ray
 
@@ -102,7 +120,11 @@ def ensure_ray(address: str | None) -> bool:
                               "logging_level": logging.ERROR, "configure_logging": True}
     try:
         if address is None:
-            ray.init(object_store_memory=256 * 1024**2, **kwargs)
+            other = _existing_ray()
+            if other:
+                print(f"ray: another Ray instance is running at {other}; starting a separate local one "
+                      f"for this run (--address auto runs on that one)", file=sys.stderr, flush=True)
+            ray.init(address="local", object_store_memory=256 * 1024**2, **kwargs)
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -145,13 +167,55 @@ def fit_resources(config: StudyConfig, cpus: float, gpus: float) -> int:
     return max(1, limit)
 
 
-def runs_dir() -> Path:
-    root = os.environ.get("GENFT_RUNS_DIR")
+def cluster_fit(config: StudyConfig) -> tuple[str, int]:
+    """The connected Ray cluster's resources, and how many trials of ``config`` fit at once.
+
+    Counted per node, since one trial runs on one node: two 2-CPU nodes fit no 4-CPU trial.
+    """
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    cpus = sum(float(n.get("CPU", 0)) for n in nodes)
+    gpus = sum(float(n.get("GPU", 0)) for n in nodes)
+    fit_resources(config, cpus, gpus)  # more than the whole cluster: the usual error
+    res = config.resources
+    fit = 0
+    for node in nodes:
+        per_node = math.floor(float(node.get("CPU", 0)) / res.cpu + 1e-9)
+        if res.gpu > 0:
+            per_node = min(per_node, math.floor(float(node.get("GPU", 0)) / res.gpu + 1e-9))
+        fit += per_node
+    if fit == 0:
+        raise UserError(f"{config.source}: resources: no node of the Ray cluster has {res.cpu:g} CPUs and "
+                        f"{res.gpu:g} GPUs free for one trial; expected a smaller request or a larger node")
+    return f"{len(nodes)} nodes, {cpus:g} CPUs, {gpus:g} GPUs", fit
+
+
+def resolve_runs_dir(override: str | os.PathLike[str] | None = None) -> str:
+    """Where Ray Tune keeps trial checkpoints and its experiment state: ``--runs-dir``, else
+    ``$GENFT_RUNS_DIR``, else ``$GENFT_HOME/ray_results``.
+
+    On a cluster every node writes its trials' checkpoints here, so it must be storage they all reach
+    (the same NFS path on each, or a bucket URI Ray supports such as ``s3://...``); a URI is kept as is.
+    """
+    root = os.fspath(override) if override else os.environ.get("GENFT_RUNS_DIR")
     if root:
-        return Path(root).expanduser()
+        return root if "://" in root else str(Path(root).expanduser().absolute())
     home = os.environ.get("GENFT_HOME")
     base = Path(home).expanduser() if home else Path.home() / ".cache" / "genft-search"
-    return base / "ray_results"
+    return str(base / "ray_results")
+
+
+def remove_run(root: str, name: str) -> None:
+    """Delete one experiment's folder under :func:`resolve_runs_dir` (a local path or a bucket URI)."""
+    if "://" not in root:
+        shutil.rmtree(Path(root) / name, ignore_errors=True)
+        return
+    with contextlib.suppress(Exception):
+        import pyarrow.fs  # type: ignore[import-untyped]
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(root)
+        fs.delete_dir(f"{path.rstrip('/')}/{name}")
 
 
 def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label: str, n_trials: int,

@@ -8,7 +8,6 @@ Nothing is written before everything is checked: the plan (file, space, trainabl
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,12 +23,14 @@ from genft_search.space import incompatible_parameters, space_difference
 from genft_search.tune._plan import StudyPlan, plan_study
 from genft_search.tune._ray import (
     cluster_concurrency,
+    cluster_fit,
     ensure_ray,
     fit_resources,
     local_resources,
     make_callback,
     recording_stops,
-    runs_dir,
+    remove_run,
+    resolve_runs_dir,
     snapshot,
     tune_env,
 )
@@ -112,7 +113,7 @@ def _warm_start(plan: StudyPlan, study: optuna.Study, task: str) -> None:
 
 
 def validate_study(config: StudyConfig, *, storage: str | None = None, n_trials: int | None = None,
-                   allow_space_change: bool = False) -> list[str]:
+                   allow_space_change: bool = False, address: str | None = None) -> list[str]:
     """Everything ``run`` checks before writing, without writing.
 
     Args:
@@ -120,6 +121,7 @@ def validate_study(config: StudyConfig, *, storage: str | None = None, n_trials:
         storage: the ``--storage`` URL (else the file's, ``$GENFT_STORAGE`` or the default).
         n_trials: overrides ``budget.n_trials``.
         allow_space_change: accept an existing study with another (compatible) space.
+        address: a Ray cluster (``auto`` or ``HOST:PORT``) to count resources on; this machine otherwise.
 
     Returns:
         Lines describing the study: what runs, which studies resume, where they are stored.
@@ -129,7 +131,11 @@ def validate_study(config: StudyConfig, *, storage: str | None = None, n_trials:
             study, an unreachable store); nothing is written either way.
     """
     plan = plan_study(config, n_trials=n_trials)
-    concurrency = fit_resources(config, *local_resources())
+    where, cluster = "on this machine", None
+    if address is None:
+        concurrency = fit_resources(config, *local_resources())
+    else:
+        where, cluster, concurrency = f"on the Ray cluster at {address}", *_cluster_fit(config, address)
     url = store.resolve_storage_url(storage, config.storage)
     rdb = store.probe_storage(url, source=f"{config.source}: storage")
     states = {}
@@ -142,18 +148,32 @@ def validate_study(config: StudyConfig, *, storage: str | None = None, n_trials:
         f"ok: {config.source}: method {config.method}, protocol {config.protocol}, "
         f"{len(plan.space)} searched parameters, sampler {config.sampler.name}, scheduler "
         f"{config.scheduler.name}, "
-        f"n_trials {plan.n_trials} per task, up to {concurrency} trials at once on this machine",
+        f"n_trials {plan.n_trials} per task, up to {concurrency} trials at once {where}",
         f"studies: {tasks}",
         f"storage: {store.redact_url(url)}",
+        *([f"ray: {cluster}; {config.resources.cpu:g} CPUs and {config.resources.gpu:g} GPUs per trial: "
+           f"{concurrency} trials fit at once"] if cluster else []),
         *plan.notes,
     ]
     return lines
 
 
+def _cluster_fit(config: StudyConfig, address: str) -> tuple[str, int]:
+    import ray
+
+    started = ensure_ray(address)
+    try:
+        return cluster_fit(config)
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def run_study(config: StudyConfig, *, storage: str | None = None, n_trials: int | None = None,
               address: str | None = None, allow_space_change: bool = False,
               trainable: Callable[[dict[str, Any]], None] | None = None,
-              progress: bool = True) -> dict[str, optuna.Study]:
+              progress: bool = True,
+              runs_dir: str | os.PathLike[str] | None = None) -> dict[str, optuna.Study]:
     """Run (or resume) the study of each task of ``config``.
 
     Args:
@@ -164,6 +184,8 @@ def run_study(config: StudyConfig, *, storage: str | None = None, n_trials: int 
         allow_space_change: continue an existing study with another (compatible) space.
         trainable: replaces the one ``data.kind`` selects (custom trainables, benchmarks).
         progress: show the progress line.
+        runs_dir: trial checkpoints and Ray's experiment state (``--runs-dir``; else ``$GENFT_RUNS_DIR``);
+            on a cluster, storage every node reaches.
 
     Returns:
         ``{task: optuna.Study}``.
@@ -173,12 +195,13 @@ def run_study(config: StudyConfig, *, storage: str | None = None, n_trials: int 
     """
     plan = plan_study(config, n_trials=n_trials, check_data=trainable is None, trainable=trainable)
     return run_plan(plan, storage=storage, address=address, allow_space_change=allow_space_change,
-                    progress=progress)
+                    progress=progress, runs_dir=runs_dir)
 
 
 def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = None,
              address: str | None = None, allow_space_change: bool = False,
-             progress: bool = True) -> dict[str, optuna.Study]:
+             progress: bool = True,
+             runs_dir: str | os.PathLike[str] | None = None) -> dict[str, optuna.Study]:
     """Run (or resume) one or several planned studies with one Ray instance.
 
     Args:
@@ -187,6 +210,7 @@ def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = No
         address: a Ray cluster to run on; a local Ray otherwise.
         allow_space_change: continue existing studies with another (compatible) space.
         progress: show the progress line.
+        runs_dir: trial checkpoints and Ray's experiment state (see :func:`run_study`).
 
     Returns:
         ``{task: optuna.Study}`` over all plans.
@@ -229,7 +253,7 @@ def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = No
                 storages[url] = store.open_storage(url, create=True, source=f"{config.source}: storage")
             study = _create_or_update(plan, storages[url], task, study)
             studies[task] = study
-            _run_task(plan, study, task, runner, cluster_concurrency(config), progress)
+            _run_task(plan, study, task, runner, cluster_concurrency(config), progress, runs_dir)
         return studies
     finally:
         if started_ray:
@@ -244,7 +268,7 @@ def _finished(study: optuna.Study, n_trials: int) -> bool:
 
 
 def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Runner, concurrency: int,
-              show_progress: bool) -> None:
+              show_progress: bool, runs_dir: str | os.PathLike[str] | None = None) -> None:
     from ray import tune
 
     from genft_search.tune._searcher import OptunaSearcher
@@ -265,7 +289,7 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
         scheduler = recording_stops(plan.scheduler(), searcher)
         callback = make_callback(searcher, line, study.study_name, plan.n_trials, config.objectives)
         objective = config.objectives[0]
-        runs = runs_dir()
+        runs = resolve_runs_dir(runs_dir)
         name = f"{config.name}-{task}-{runner.pid}-{int(time.time())}"
         resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
         trainable = tune.with_resources(plan.trainable, resources)
@@ -285,7 +309,7 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
             ),
             run_config=tune.RunConfig(
                 name=name,
-                storage_path=str(runs),
+                storage_path=runs,
                 verbose=0,
                 callbacks=[callback],
                 failure_config=tune.FailureConfig(max_failures=0),
@@ -306,4 +330,4 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
             line.update(snapshot(study, study.study_name, plan.n_trials, config.objectives), force=True)
             line.close()
             if not os.environ.get("GENFT_KEEP_RUNS"):
-                shutil.rmtree(runs / name, ignore_errors=True)
+                remove_run(runs, name)
