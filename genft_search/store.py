@@ -36,6 +36,7 @@ __all__ = [
     "ATTR_MAX_BUDGET",
     "ATTR_METRICS",
     "ATTR_REQUEUED",
+    "ATTR_RESUMED_FROM_EPOCH",
     "ATTR_RETRY_OF",
     "ATTR_TRAIN_SECONDS",
     "ATTR_WARM_START",
@@ -54,6 +55,7 @@ __all__ = [
     "recover_stale_trials",
     "redact_url",
     "resolve_storage_url",
+    "retry_chain",
     "state_counts",
     "study_lock",
     "study_names",
@@ -80,6 +82,7 @@ ATTR_CONFIG = "config"
 ATTR_FAIL_REASON = "fail_reason"
 ATTR_REQUEUED = "requeued"
 ATTR_RETRY_OF = "retry_of"
+ATTR_RESUMED_FROM_EPOCH = "resumed_from_epoch"
 ATTR_BUDGET = "budget"
 ATTR_MAX_BUDGET = "max_budget"
 ATTR_METRICS = "metrics"
@@ -515,6 +518,19 @@ def recover_stale_trials(study: optuna.Study, grace: float = HEARTBEAT_GRACE_S) 
 
 # ---------------------------------------------------------------------------------------------------
 # counting and reading
+
+
+def retry_chain(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> list[FrozenTrial]:
+    """The trials ``trial`` retries, nearest first: its ``retry_of``, the trial that one retried, ..."""
+    number = (trial.user_attrs or {}).get(ATTR_RETRY_OF)
+    if not isinstance(number, int):
+        return []
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    chain: list[FrozenTrial] = []
+    while isinstance(number, int) and number in by_number and all(t.number != number for t in chain):
+        chain.append(by_number[number])
+        number = by_number[number].user_attrs.get(ATTR_RETRY_OF)
+    return chain
 
 
 def _counts_towards_budget(trial: FrozenTrial) -> bool:

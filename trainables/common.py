@@ -88,9 +88,12 @@ def device_and_amp() -> tuple[torch.device, bool]:
 
 def rng_state() -> dict[str, Any]:
     """Every random generator's state, to store in a trial checkpoint."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        # tensors and plain numbers only, so the checkpoint loads with ``weights_only=True``
+        "numpy": (kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss),
+                  float(cached)),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -101,7 +104,8 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore the generators saved by :func:`rng_state`."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -142,7 +146,8 @@ def load_resume_state() -> dict[str, Any] | None:
         path = Path(directory) / STATE_FILE
         if not path.is_file():
             return None
-        return torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint folder may be shared storage; never unpickle arbitrary objects
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def report_epoch(metrics: dict[str, Any], state: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from genft_search import store
 from genft_search.config import StudyConfig
 from genft_search.errors import UserError
 from genft_search.progress import ProgressLine, Snapshot
+from genft_search.tune._plan import BUDGET_KEY
 
 if TYPE_CHECKING:
     from ray.tune import Callback
@@ -223,7 +224,7 @@ def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label:
     from ray import tune
 
     class _Events(tune.Callback):
-        """Failure reasons into the store, and the progress line."""
+        """Failure reasons and kept checkpoints into the store, and the progress line."""
 
         def __init__(self) -> None:
             self._seen = -1
@@ -235,6 +236,12 @@ def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label:
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._refresh(force=True)
+
+        def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any,
+                          **info: Any) -> None:
+            result = trial.last_result or {}
+            searcher.keep_checkpoint(trial.trial_id, checkpoint,
+                                     result.get(BUDGET_KEY, result.get("training_iteration")))
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._refresh(force=True)

@@ -20,6 +20,7 @@ from genft_search.errors import UserError
 from genft_search.paper import paper_setting
 from genft_search.progress import ProgressLine
 from genft_search.space import incompatible_parameters, space_difference
+from genft_search.tune import _checkpoints
 from genft_search.tune._plan import StudyPlan, plan_study
 from genft_search.tune._ray import (
     cluster_concurrency,
@@ -292,7 +293,7 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
         runs = resolve_runs_dir(runs_dir)
         name = f"{config.name}-{task}-{runner.pid}-{int(time.time())}"
         resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
-        trainable = tune.with_resources(plan.trainable, resources)
+        trainable = tune.with_resources(_checkpoints.resuming(plan.trainable), resources)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from genft_search import store
+from genft_search.tune import _checkpoints
 from genft_search.tune._plan import BUDGET_KEY, StudyPlan
 
 __all__ = ["OptunaSearcher"]
@@ -40,6 +41,7 @@ class _Live:
     reports: dict[int, list[Any]] = field(default_factory=dict)  # step -> the objectives' reported values
     last: dict[str, Any] | None = None
     started: float = field(default_factory=time.monotonic)
+    resumed: list[int] = field(default_factory=list)  # the trials it retries (their checkpoints)
 
 
 def is_finite(value: Any) -> TypeGuard[int | float]:
@@ -54,7 +56,10 @@ class OptunaSearcher(Searcher):
       the flat trial config; it answers ``FINISHED`` once finished plus running trials reach ``n_trials``.
     - every epoch's objective becomes an intermediate value (learning curves in Optuna's plots);
     - a trial that ends below its budget (``epochs``) is PRUNED, with ``budget`` in its user attrs;
-    - a trial whose objective is missing or not finite, or which raised, is FAIL with ``fail_reason``.
+    - a trial whose objective is missing or not finite, or which raised, is FAIL with ``fail_reason``;
+    - every checkpoint a trial reports is kept durably until the trial is told; a retry of a trial
+      whose runner died continues from it (``resumed_from_epoch``), its curve starting with the
+      original's epochs (see :mod:`genft_search.tune._checkpoints`).
     """
 
     def __init__(self, study: optuna.Study, plan: StudyPlan, task: str, runner: store.Runner,
@@ -110,9 +115,10 @@ class OptunaSearcher(Searcher):
             trial = self.study.ask()
             store.tag_runner(self.study, trial, self._runner)
             params = self._space.sample(trial)
-        config = {**self._base, **params}
-        self._live[trial_id] = _Live(trial, config)
-        return config
+        live = _Live(trial, {**self._base, **params})
+        self._resume(live)
+        self._live[trial_id] = live
+        return live.config
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         live = self._live.get(trial_id)
@@ -133,6 +139,16 @@ class OptunaSearcher(Searcher):
         self._finish(live, trial_id)
 
     # called by the run's callback ------------------------------------------------------------------
+    def keep_checkpoint(self, trial_id: str, checkpoint: Any, step: Any) -> None:
+        """Keep the checkpoint Ray persisted for a live trial, so a retry can continue from it."""
+        live = self._live.get(trial_id)
+        if live is None or not isinstance(step, (int, float)):
+            return
+        try:
+            _checkpoints.keep(self._study.study_name, live.trial.number, checkpoint, int(step))
+        except Exception as exc:  # a full or unreachable checkpoint folder costs resumability, not the run
+            logger.warning("could not keep the checkpoint of trial %d: %s", live.trial.number, exc)
+
     def mark_stopped(self, trial_id: str) -> None:
         self._stopped.add(trial_id)
 
@@ -150,6 +166,28 @@ class OptunaSearcher(Searcher):
             self._tell_fail(live, reason, requeue=True)
 
     # internals -------------------------------------------------------------------------------------
+    def _resume(self, live: _Live) -> None:
+        """A retry starts from the newest checkpoint kept along its retry chain, with that curve."""
+        chain = store.retry_chain(self._study, live.trial)
+        for source in chain:
+            found = _checkpoints.kept(self._study.study_name, source.number)
+            if found is None:
+                continue
+            pad = [None] * (len(self._objectives) - 1)
+            for step, value in sorted(source.intermediate_values.items()):
+                if step <= found.step:
+                    live.reports[step] = [value, *pad]
+                    with contextlib.suppress(Exception):
+                        live.trial.report(value, step)
+            live.trial.set_user_attr(store.ATTR_RESUMED_FROM_EPOCH, found.step)
+            live.config[_checkpoints.RESUME_KEY] = str(found.path)
+            break
+        live.resumed = [source.number for source in chain]
+
+    def _forget_checkpoints(self, live: _Live) -> None:
+        for number in [live.trial.number, *live.resumed]:
+            _checkpoints.remove(self._study.study_name, number)
+
     def _record(self, live: _Live, result: dict[str, Any]) -> None:
         live.last = result
         step = result.get(BUDGET_KEY, result.get("training_iteration"))
@@ -202,6 +240,7 @@ class OptunaSearcher(Searcher):
             self._tell_fail(live, "stopped by budget.timeout before its last epoch", requeue=True)
             return
         stopped_early = short or (target is None and trial_id in self._stopped)
+        self._forget_checkpoints(live)
         try:
             if stopped_early:
                 self._study.tell(live.trial, state=TrialState.PRUNED)
@@ -232,6 +271,8 @@ class OptunaSearcher(Searcher):
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
             logger.warning("could not store trial %d: %s", live.trial.number, exc)
             return
+        if not requeue:
+            self._forget_checkpoints(live)  # the trial's own failure: no retry continues from them
         if requeue and not retry:
             retry_attrs = {store.ATTR_RETRY_OF: live.trial.number}
             self._study.enqueue_trial(dict(live.trial.params), user_attrs=retry_attrs)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from genft_search.errors import UserError
 from trainables import common, vision
@@ -65,7 +67,11 @@ def test_resume_continues_exactly_where_the_run_stopped(band_root: Path, monkeyp
     assert state is not None and state["epoch"] == 2
 
     common.LOCAL_SESSION.reset()
-    common.LOCAL_SESSION.resume_state = state
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    # as a retry under Tune loads it: tensors and plain values only, no arbitrary unpickling
+    common.LOCAL_SESSION.resume_state = torch.load(buffer, weights_only=True)
     vision.train(config)
     resumed = common.LOCAL_SESSION.reports
     assert [r["epoch"] for r in resumed] == [3, 4]
