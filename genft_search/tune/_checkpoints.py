@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESUME_KEY", "Kept", "checkpoint_root", "keep", "kept", "remove", "resuming"]
+__all__ = ["RESUME_KEY", "keep", "kept", "remove", "resuming"]
 
 #: reserved trial-config key: the folder a retry resumes from (removed before the trainable sees it)
 RESUME_KEY = "_genft_resume_from"

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["cluster_concurrency", "cluster_fit", "ensure_ray", "fit_resources", "local_resources",
            "make_callback", "recording_stops", "remove_run", "resolve_runs_dir", "snapshot", "tune_env"]
 
-def _error_reason(trial: Any) -> str:
-    """The last ``SomeError: message`` line of a failed Ray trial's traceback."""
+def _error_text(trial: Any) -> str:
+    """The traceback Ray recorded for a failed trial ('' when there is none)."""
     text = ""
     with contextlib.suppress(Exception):
         path = trial.error_file
@@ -43,12 +43,40 @@ def _error_reason(trial: Any) -> str:
     if not text:
         with contextlib.suppress(Exception):
             text = str(trial.get_error() or "")
+    return text
+
+
+def _error_reason(text: str) -> str:
+    """The last ``SomeError: message`` line of a failed Ray trial's traceback."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for line in reversed(lines):
         head = line.split(":", 1)[0]
         if head.endswith(("Error", "Exception", "Interrupt")) and " " not in head:
             return line[:500]
     return (lines[-1][:500] if lines else "the trial raised an error")
+
+
+#: errors that mean the trial's worker process or node went away, not that the trial failed
+_LOST_WORKER = frozenset({"ActorDiedError", "RayActorError", "NodeDiedError", "WorkerCrashedError",
+                          "ActorUnavailableError", "LocalRayletDiedError", "OwnerDiedError"})
+
+
+def _lost_worker(trial: Any, text: str) -> bool:
+    """True when a trial's error is its worker or node dying (a killed node, an OOM-killed worker).
+
+    Such a trial is not at fault: it is re-enqueued, and its retry continues from its kept checkpoint.
+    Ray pickles the exception beside the text trace; its class decides, else the trace's words do.
+    """
+    with contextlib.suppress(Exception):
+        import ray.cloudpickle
+
+        with open(trial.pickled_error_file, "rb") as handle:
+            error: BaseException | None = ray.cloudpickle.load(handle)
+        while error is not None:
+            if any(cls.__name__ in _LOST_WORKER for cls in type(error).__mro__):
+                return True
+            error = error.__cause__ or error.__context__
+    return any(name in text for name in _LOST_WORKER) or ("The actor " in text and "unavailable" in text)
 
 
 def _ray_env(local: bool) -> None:
@@ -231,7 +259,11 @@ def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label:
             self._next = 0.0
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            searcher.fail(trial.trial_id, _error_reason(trial))
+            text = _error_text(trial)
+            reason, lost = _error_reason(text), _lost_worker(trial, text)
+            if lost:
+                reason = f"its Ray worker or node was lost ({reason})"
+            searcher.fail(trial.trial_id, reason, requeue=lost)
             self._refresh(force=True)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -152,10 +152,11 @@ class OptunaSearcher(Searcher):
     def mark_stopped(self, trial_id: str) -> None:
         self._stopped.add(trial_id)
 
-    def fail(self, trial_id: str, reason: str) -> None:
+    def fail(self, trial_id: str, reason: str, requeue: bool = False) -> None:
+        """FAIL a trial that raised; ``requeue`` when it is not its fault (its worker or node died)."""
         live = self._errored.pop(trial_id, None) or self._live.pop(trial_id, None)
         if live is not None:
-            self._tell_fail(live, reason)
+            self._tell_fail(live, reason, requeue=requeue)
 
     def abandon(self, reason: str) -> None:
         """Trials this runner can no longer finish (interrupt, timeout): FAIL and re-enqueue them."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -12,8 +13,8 @@ import yaml
 
 from genft_search import store
 from genft_search.config import StudyConfig, load_study_config
-from genft_search.tune import run_study, validate_study
-from tests.support.cluster_trainable import nodes_used
+from genft_search.tune import _checkpoints, run_study, validate_study
+from tests.support.cluster_trainable import lrs_started_on, nodes_used
 from tests.support.engine import run_cli, toy_study
 from tests.support.ray_cluster import head_in_subprocess, ray_tmpdir, two_node_cluster
 
@@ -49,6 +50,8 @@ def cluster():
 
 def _cluster_study(name: str, url: str, marks: Path, n_trials: int, sleep: float) -> StudyConfig:
     doc = toy_study(name, storage=url, trainable="tests.support.cluster_trainable:train",
+                    params={"lr": {"float": [0.05, 1.0], "log": True}},
+                    objective={"metric": "score", "direction": "maximize"},
                     fixed={"epochs": 4, "sleep": sleep, "marks": str(marks)}, budget={"n_trials": n_trials})
     path = marks.parent / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -83,27 +86,45 @@ def test_a_study_runs_on_every_node_of_a_cluster(cluster, pg_url, unique_name, t
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_losing_a_node_mid_trial_still_ends_at_exactly_n_trials(cluster, pg_url, unique_name, tmp_path):
+def test_losing_a_node_mid_trial_resumes_the_trial_elsewhere_and_ends_at_exactly_n_trials(
+        cluster, pg_url, unique_name, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENFT_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
     marks = tmp_path / "marks"
     marks.mkdir()
     doomed = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     config = _cluster_study(unique_name, pg_url, marks, n_trials=5, sleep=1.0)
-    killed: list[str] = []
+    name = f"{unique_name}/a"
+    killed: list[int] = []
 
-    def kill_when_a_trial_runs_there() -> None:
+    def kill_after_a_kept_epoch_there() -> None:
+        storage = optuna.storages.RDBStorage(pg_url)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            trials = nodes_used(marks).get(doomed.node_id)
-            if trials:
-                time.sleep(1.5)  # mid-trial: 4 epochs of 1 s
-                cluster.remove_node(doomed, allow_graceful=False)
-                killed.extend(trials)
+            lrs = lrs_started_on(marks, doomed.node_id)
+            with contextlib.suppress(KeyError):
+                for trial in optuna.load_study(study_name=name, storage=storage).get_trials():
+                    kept = _checkpoints.kept(name, trial.number)
+                    if trial.params.get("lr") in lrs and trial.state.name == "RUNNING" and kept:
+                        cluster.remove_node(doomed, allow_graceful=False)
+                        killed.append(trial.number)
+                        break
             time.sleep(0.2)
+        storage.engine.dispose()
 
-    killer = threading.Thread(target=kill_when_a_trial_runs_there, daemon=True)
+    killer = threading.Thread(target=kill_after_a_kept_epoch_there, daemon=True)
     killer.start()
     studies = run_study(config, address=cluster.address, progress=False, runs_dir=tmp_path / "runs")
     killer.join(timeout=5)
     assert killed, "no trial ran on the node to kill"
-    _assert_exact(studies["a"], 5)
+    study = studies["a"]
+    _assert_exact(study, 5)
+    trials = {t.number: t for t in study.get_trials()}
+    lost = trials[killed[0]]
+    assert lost.state.name == "FAIL" and lost.user_attrs.get("requeued") is True, lost.user_attrs
+    assert "worker or node was lost" in lost.user_attrs["fail_reason"]
+    retry = next(t for t in trials.values() if t.user_attrs.get(store.ATTR_RETRY_OF) == killed[0])
+    assert retry.state.name == "COMPLETE" and retry.params == lost.params
+    resumed = retry.user_attrs[store.ATTR_RESUMED_FROM_EPOCH]
+    assert resumed >= 1 and retry.user_attrs["metrics"]["started_at"] == resumed + 1
+    assert sorted(retry.intermediate_values) == [1, 2, 3, 4]
