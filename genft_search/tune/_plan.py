@@ -147,6 +147,10 @@ def make_scheduler(config: StudyConfig, max_budget: int | None) -> TrialSchedule
                             "expected grace_period <= max_t (epochs)")
     if spec.name != "fifo":
         kwargs["time_attr"] = BUDGET_KEY
+    if spec.name == "asha":  # Ray's ASHA and its options, with rungs holding every runner's trials
+        from genft_search.tune._asha import StoreASHA
+
+        cls = StoreASHA
     try:
         scheduler: TrialScheduler = cls(**kwargs)
         return scheduler

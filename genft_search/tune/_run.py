@@ -268,6 +268,15 @@ def _finished(study: optuna.Study, n_trials: int) -> bool:
     return counts["finished"] >= n_trials and counts["running"] == 0 and counts["waiting"] == 0
 
 
+def _shared(scheduler: Any, study: optuna.Study, searcher: Any) -> Any:
+    """Let a store-backed scheduler read the study's trials (every runner's), by trial number."""
+    from genft_search.tune._asha import StoreASHA
+
+    if isinstance(scheduler, StoreASHA):
+        scheduler.share(lambda: study.get_trials(deepcopy=False), searcher.trial_number)
+    return scheduler
+
+
 def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Runner, concurrency: int,
               show_progress: bool, runs_dir: str | os.PathLike[str] | None = None) -> None:
     from ray import tune
@@ -287,7 +296,7 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
         timeout = config.budget.timeout
         deadline = time.monotonic() + timeout if timeout else None
         searcher = OptunaSearcher(study, plan, task, runner, deadline)
-        scheduler = recording_stops(plan.scheduler(), searcher)
+        scheduler = recording_stops(_shared(plan.scheduler(), study, searcher), searcher)
         callback = make_callback(searcher, line, study.study_name, plan.n_trials, config.objectives)
         objective = config.objectives[0]
         runs = resolve_runs_dir(runs_dir)

@@ -149,6 +149,11 @@ class OptunaSearcher(Searcher):
         except Exception as exc:  # a full or unreachable checkpoint folder costs resumability, not the run
             logger.warning("could not keep the checkpoint of trial %d: %s", live.trial.number, exc)
 
+    def trial_number(self, trial_id: str) -> int | None:
+        """The Optuna trial number of a live Ray trial (None once it is told)."""
+        live = self._live.get(trial_id)
+        return live.trial.number if live is not None else None
+
     def mark_stopped(self, trial_id: str) -> None:
         self._stopped.add(trial_id)
 
