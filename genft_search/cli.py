@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from genft_search import __version__
-from genft_search.errors import UserError
+from genft_search.errors import StoreUnavailable, UserError
 
 __all__ = ["main"]
 
@@ -172,7 +172,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         elif len(best) > 1:
             shown = f", {len(best)} trials on the Pareto front"
         print(f"{study.study_name}: {counts['finished']} finished ({counts['complete']} complete, "
-              f"{counts['pruned']} pruned, {counts['fail']} failed){shown}")
+              f"{counts['pruned']} pruned, {counts['failed']} failed){shown}")
     return 0
 
 
@@ -217,7 +217,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         elif len(best) > 1:
             best_text = f"{len(best)} Pareto"
         rows.append((name, str(record.method or "-"), f"{c['finished']}/{total or '?'}",
-                     str(c["complete"]), str(c["pruned"]), str(c["fail"]), str(c["running"]), best_text))
+                     str(c["complete"]), str(c["pruned"]), str(c["failed"]), str(c["running"]), best_text))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -344,6 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return UserError.exit_code
+    except StoreUnavailable as exc:
+        sys.stdout.flush()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return StoreUnavailable.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -27,7 +27,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from genft_search.errors import UserError
+from genft_search.errors import StoreUnavailable, UserError
 
 __all__ = [
     "ATTR_BUDGET",
@@ -35,28 +35,38 @@ __all__ = [
     "ATTR_FAIL_REASON",
     "ATTR_MAX_BUDGET",
     "ATTR_METRICS",
+    "ATTR_ORPHANED",
     "ATTR_REQUEUED",
     "ATTR_RESUMED_FROM_EPOCH",
     "ATTR_RETRY_OF",
+    "ATTR_SAMPLER_SEED",
     "ATTR_TRAIN_SECONDS",
     "ATTR_WARM_START",
     "DEFAULT_STORAGE",
     "STORAGE_ENV",
+    "STORE_RETRY_ENV",
     "Heartbeat",
     "Runner",
     "StudyLike",
     "StudyRecord",
     "best_trials",
     "counted_trials",
+    "db_now",
     "find_studies",
     "find_study",
+    "give_up_trial",
+    "is_transient",
     "open_storage",
     "probe_storage",
     "recover_stale_trials",
     "redact_url",
+    "register_run",
     "resolve_storage_url",
     "retry_chain",
+    "retrying",
     "state_counts",
+    "store_late_result",
+    "store_retry_window",
     "study_lock",
     "study_names",
     "tag_runner",
@@ -67,20 +77,32 @@ __all__ = [
 DEFAULT_STORAGE = "sqlite:///genft_studies.db"
 STORAGE_ENV = "GENFT_STORAGE"
 SQLITE_BUSY_TIMEOUT_S = 60.0
-#: a runner on another host is presumed dead when its heartbeat is older than this
+#: a runner on another host is presumed dead when its heartbeat is older than this, on the database's clock
 HEARTBEAT_GRACE_S = 120.0
 HEARTBEAT_INTERVAL_S = 15.0
+#: how often a point whose runner died is tried again before the study moves on to a fresh point
+MAX_RETRIES = 2
+#: seconds a transient store error (refused, reset, server closed) is retried before the runner gives up
+STORE_RETRY_ENV = "GENFT_STORE_RETRY_S"
+DEFAULT_STORE_RETRY_S = 300.0
+#: seconds a runner waits for the study lock before it says who holds it
+LOCK_TIMEOUT_S = 300.0
 
 # attribute keys (system attrs are invisible in the dashboard; user attrs are shown). The study's own
 # user attrs are the fields of :class:`StudyRecord`; these are the per-trial ones and the runner's.
 ATTR_RUNNER = "genft:runner"
 ATTR_HEARTBEAT = "genft:heartbeat:"
+ATTR_FIRST_SEEN = "genft:unowned_since"
+ATTR_SAMPLER_SEED = "genft:sampler_seed"
+ATTR_RUNS = "genft:runs"
 ATTR_FINGERPRINT = "space_fingerprint"
 ATTR_SPACE = "space"
 ATTR_METHOD = "method"
 ATTR_CONFIG = "config"
 ATTR_FAIL_REASON = "fail_reason"
 ATTR_REQUEUED = "requeued"
+#: a FAIL that is not the trial's fault (its runner died or stopped): it never counts towards n_trials
+ATTR_ORPHANED = "orphaned"
 ATTR_RETRY_OF = "retry_of"
 ATTR_RESUMED_FROM_EPOCH = "resumed_from_epoch"
 ATTR_BUDGET = "budget"
@@ -214,6 +236,12 @@ def _sqlite_path(url: str) -> Path | None:
 # ---------------------------------------------------------------------------------------------------
 # opening
 
+#: libpq settings of every PostgreSQL connection: a dead server or network is noticed within seconds
+#: (keepalives, ``tcp_user_timeout`` in ms) instead of a call hanging on a half-open socket
+_PG_CONNECT_ARGS: dict[str, Any] = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
+                                    "keepalives_interval": 5, "keepalives_count": 3,
+                                    "tcp_user_timeout": 30000}
+
 
 def open_storage(url: str, *, create: bool = True, source: str = "storage") -> RDBStorage:
     """Open (and with ``create`` make) the study store at ``url``.
@@ -264,7 +292,7 @@ def open_storage(url: str, *, create: bool = True, source: str = "storage") -> R
     else:
         engine_kwargs = {"pool_pre_ping": True}
         if backend == "postgresql":
-            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+            engine_kwargs["connect_args"] = dict(_PG_CONNECT_ARGS)
     try:
         if backend == "postgresql":
             with _pg_schema_lock(url, engine_kwargs):
@@ -352,12 +380,18 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+def _lock_timeout() -> float:
+    return _env_seconds("GENFT_LOCK_TIMEOUT_S", LOCK_TIMEOUT_S)
+
+
 @contextlib.contextmanager
-def study_lock(target: optuna.Study | RDBStorage, study_name: str | None = None) -> Iterator[None]:
+def study_lock(target: optuna.Study | RDBStorage, study_name: str | None = None,
+               timeout: float | None = None) -> Iterator[None]:
     """Serialise "count, then ask" across runners of one study (PostgreSQL advisory lock, or a file lock
     beside SQLite), so several runners stop at exactly ``n_trials``.
 
-    ``target`` is the study itself, or a storage with the study's name.
+    ``target`` is the study itself, or a storage with the study's name. Waiting longer than ``timeout``
+    seconds (``$GENFT_LOCK_TIMEOUT_S``, default 300) raises :class:`StoreUnavailable` naming the holder.
     """
     import sqlalchemy
 
@@ -367,15 +401,30 @@ def study_lock(target: optuna.Study | RDBStorage, study_name: str | None = None)
     assert study_name is not None, "study_lock(storage, study_name) needs the study's name"
     storage: Any = getattr(found, "_backend", found)  # a study's storage is a cache around the RDB one
     dialect = storage.engine.dialect.name
+    deadline = time.monotonic() + (_lock_timeout() if timeout is None else timeout)
     if dialect == "postgresql":
         key = _lock_key(f"genft:study:{study_name}")
-        with storage.engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        with retrying(storage.engine.connect, storage=storage) as conn:
+            delay = 0.02
+            while not conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                if time.monotonic() >= deadline:
+                    holder = conn.execute(sqlalchemy.text(
+                        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                        "AND classid = :c AND objid = :o"),
+                        {"c": (key >> 32) & 0xFFFFFFFF, "o": key & 0xFFFFFFFF}).scalar()
+                    conn.rollback()
+                    raise StoreUnavailable(
+                        f"storage: the study lock of {study_name!r} has been held by another session "
+                        f"(PostgreSQL backend pid {holder}) for more than {_lock_wait(timeout):g} s; "
+                        "expected it to be free: end that session (pg_terminate_backend) or run again")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
             try:
                 yield
             finally:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
+                with contextlib.suppress(Exception):  # a lost connection has released the lock already
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
         return
     path = _sqlite_path(storage.url) if dialect == "sqlite" else None
     if path is None:
@@ -385,15 +434,132 @@ def study_lock(target: optuna.Study | RDBStorage, study_name: str | None = None)
     lock_dir = Path(tempfile.gettempdir()) / "genft-search-locks"
     lock_dir.mkdir(exist_ok=True)
     with open(lock_dir / f"{digest}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        delay = 0.02
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(
+                        f"storage: the study lock of {study_name!r} ({handle.name}) has been held by "
+                        f"another process for more than {_lock_wait(timeout):g} s; expected it to be "
+                        "free: end that runner or run again") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _lock_wait(timeout: float | None) -> float:
+    return _lock_timeout() if timeout is None else timeout
+
+
+# ---------------------------------------------------------------------------------------------------
+# transient errors
+
+
+def _env_seconds(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise UserError(f"${name}: {text!r} is not a number of seconds; expected a number >= 0, e.g. 300")
+    return value
+
+
+def store_retry_window() -> float:
+    """Seconds a transient store error is retried before the runner gives up (``$GENFT_STORE_RETRY_S``,
+    default 300)."""
+    return _env_seconds(STORE_RETRY_ENV, DEFAULT_STORE_RETRY_S)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A store error that a later attempt may not have: refused, reset or closed connections, timeouts,
+    SQLite's "database is locked" (Optuna wraps them all as ``StorageInternalError``)."""
+    from sqlalchemy import exc as sa_exc
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+                                sa_exc.TimeoutError, ConnectionError, TimeoutError)):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        kind = type(current)
+        if kind.__module__.startswith("psycopg") and kind.__name__ in ("OperationalError", "InterfaceError"):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    current: BaseException = exc
+    while (current.__cause__ or current.__context__) is not None and not str(current).strip():
+        current = current.__cause__ or current.__context__  # type: ignore[assignment]
+    orig = getattr(current, "orig", None) or current.__cause__ or current
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+def retrying(call: Any, *args: Any, storage: Any = None, window: float | None = None, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``, retried with back-off (0.5 s doubling to 10 s) while it fails with a
+    transient store error, for up to ``window`` seconds (:func:`store_retry_window`).
+
+    Raises:
+        StoreUnavailable: the store stayed away for the whole window (one line, password redacted).
+    """
+    window = store_retry_window() if window is None else window
+    first: float | None = None
+    delay = 0.5
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            now = time.monotonic()
+            first = now if first is None else first
+            left = first + window - now
+            if left <= 0:
+                url = str(getattr(getattr(storage, "_backend", storage), "url", "") or "")
+                where = f" {redact_url(url)}" if url else ""
+                raise StoreUnavailable(
+                    f"storage: the study store{where} has been unreachable for {window:g} s "
+                    f"({_scrub(_reason(exc), url)}); every result stored so far is kept: run the same "
+                    f"command again when it is back (${STORE_RETRY_ENV} sets the wait)") from None
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 10.0)
+
+
+def db_now(target: Any) -> float:
+    """The database server's clock, in seconds since the epoch: the one clock every runner shares."""
+    import sqlalchemy
+
+    storage: Any = getattr(target, "_storage", target)
+    storage = getattr(storage, "_backend", storage)
+    dialect = storage.engine.dialect.name
+    sql = {"postgresql": "SELECT EXTRACT(EPOCH FROM clock_timestamp())",
+           "mysql": "SELECT UNIX_TIMESTAMP(NOW(6))"}.get(
+        dialect, "SELECT (julianday('now') - 2440587.5) * 86400.0")
+    with storage.engine.connect() as conn:
+        return float(conn.execute(sqlalchemy.text(sql)).scalar())
+
+
 # ---------------------------------------------------------------------------------------------------
 # runners and stale trials
+
+
+def _hostname() -> str:
+    return socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -410,7 +576,7 @@ class Runner:
 
     @classmethod
     def current(cls) -> Runner:
-        return cls(socket.gethostname(), os.getpid(), _process_start(os.getpid()) or time.time())
+        return cls(_hostname(), os.getpid(), _process_start(os.getpid()) or time.time())
 
     @classmethod
     def parse(cls, text: str) -> Runner | None:
@@ -422,7 +588,7 @@ class Runner:
 
     def alive_locally(self) -> bool | None:
         """On this host: whether the process still runs (pid and start time match); elsewhere None."""
-        if self.host != socket.gethostname():
+        if self.host != _hostname():
             return None
         started = _process_start(self.pid)
         return started is not None and abs(started - self.started) < 0.05
@@ -437,13 +603,21 @@ def _process_start(pid: int) -> float | None:
         return None
 
 
-def tag_runner(study: optuna.Study, trial: optuna.Trial, runner: Runner) -> None:
-    """Record which runner owns ``trial`` (a system attr: stale-trial recovery reads it)."""
+def tag_runner(study: optuna.Study, trial: optuna.Trial, runner: Runner, seed: int | None = None) -> None:
+    """Record which runner owns ``trial`` (stale-trial recovery reads it) and the sampler seed it drew
+    the trial with (system attrs)."""
     study._storage.set_trial_system_attr(trial._trial_id, ATTR_RUNNER, runner.id)
+    if seed is not None:
+        study._storage.set_trial_system_attr(trial._trial_id, ATTR_SAMPLER_SEED, seed)
 
 
 class Heartbeat:
-    """Writes this runner's heartbeat into each study it works on, from a daemon thread."""
+    """Writes this runner's heartbeat into each study it works on, from a daemon thread.
+
+    The beat is the database server's time (:func:`db_now`), and staleness is judged against it, so
+    runners whose clocks disagree never take each other for dead. A beat that cannot reach the store is
+    tried again at the next interval.
+    """
 
     def __init__(self, study: optuna.Study, runner: Runner, interval: float = HEARTBEAT_INTERVAL_S) -> None:
         self._study, self._runner, self._interval = study, runner, interval
@@ -451,7 +625,7 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._loop, name="genft-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
-        self.beat()
+        retrying(self.beat, storage=self._study._storage)
         self._thread.start()
         return self
 
@@ -461,13 +635,17 @@ class Heartbeat:
 
     def beat(self) -> None:
         self._study._storage.set_study_system_attr(
-            self._study._study_id, ATTR_HEARTBEAT + self._runner.id, time.time()
+            self._study._study_id, ATTR_HEARTBEAT + self._runner.id, db_now(self._study)
         )
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            with contextlib.suppress(Exception):
+        wait = self._interval
+        while not self._stop.wait(wait):
+            try:
                 self.beat()
+                wait = self._interval
+            except Exception:
+                wait = min(self._interval, 2.0)  # the store is away: try again soon
 
 
 def _runner_alive(runner_id: str | None, heartbeats: Mapping[str, Any], now: float, grace: float) -> bool:
@@ -482,38 +660,153 @@ def _runner_alive(runner_id: str | None, heartbeats: Mapping[str, Any], now: flo
     return isinstance(beat, (int, float)) and now - float(beat) < grace
 
 
-def recover_stale_trials(study: optuna.Study, grace: float = HEARTBEAT_GRACE_S) -> list[int]:
-    """Mark trials left RUNNING by a dead runner FAIL (reason in user attrs) and re-enqueue their
-    parameters once (a retry that is orphaned again is not re-enqueued). Returns the trial numbers.
+def register_run(study: optuna.Study, runner: Runner) -> int:
+    """Count one more run of ``study`` and return how many started before it (0 for the first).
 
-    A runner on this host is dead when its process is gone; one elsewhere when its heartbeat is older
-    than ``grace`` seconds. Runners that are alive keep their trials.
+    Call it under :func:`study_lock`: concurrent runners get different numbers, and a resumed study a
+    new one, which is what their sampler seeds are derived from.
     """
     storage = study._storage
+    runs = storage.get_study_system_attrs(study._study_id).get(ATTR_RUNS)
+    index = int(runs) if isinstance(runs, int) else 0
+    storage.set_study_system_attr(study._study_id, ATTR_RUNS, index + 1)
+    return index
+
+
+def _retry_depth(trial: FrozenTrial, by_number: Mapping[int, FrozenTrial]) -> int:
+    depth, seen = 0, {trial.number}
+    origin = trial.user_attrs.get(ATTR_RETRY_OF)
+    while isinstance(origin, int) and origin not in seen:
+        depth += 1
+        seen.add(origin)
+        parent = by_number.get(origin)
+        origin = parent.user_attrs.get(ATTR_RETRY_OF) if parent is not None else None
+    return depth
+
+
+def give_up_trial(study: optuna.Study, trial: FrozenTrial, reason: str,
+                  trials: list[FrozenTrial] | None = None) -> bool:
+    """FAIL a trial that its runner could not finish (died, interrupted, out of time): not the trial's
+    fault, so it never counts towards ``n_trials``; its point is enqueued again up to
+    :data:`MAX_RETRIES` times, then the study moves on to a fresh point.
+
+    Returns False (and changes nothing) when the trial was already finished, by its owner or another
+    runner: the caller re-checks ownership this way before giving a trial up.
+    """
+    storage = study._storage
+    trials = trials if trials is not None else study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    requeue = _retry_depth(trial, by_number) < MAX_RETRIES
+    try:
+        if getattr(storage, "_backend", storage).get_trial(trial._trial_id).state.is_finished():
+            return False
+        storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON, reason[:1000])
+        storage.set_trial_user_attr(trial._trial_id, ATTR_ORPHANED, True)
+        storage.set_trial_user_attr(trial._trial_id, ATTR_REQUEUED, requeue)
+        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            return False
+    except UpdateFinishedTrialError:
+        return False  # finished meanwhile (its owner told it, or another runner recovered it)
+    if requeue:
+        study.enqueue_trial(dict(trial.params), user_attrs={ATTR_RETRY_OF: trial.number})
+    return True
+
+
+def recover_stale_trials(study: optuna.Study, grace: float = HEARTBEAT_GRACE_S,
+                         keep: Runner | None = None) -> list[int]:
+    """Give up trials left RUNNING by a dead runner (:func:`give_up_trial`). Returns their numbers.
+
+    Call it under :func:`study_lock`. A runner on this host is dead when its process is gone; one
+    elsewhere when its heartbeat is older than ``grace`` seconds on the database's clock; a RUNNING
+    trial no runner claims is stale ``grace`` seconds after it was first seen so. Each verdict is
+    checked again on a fresh read just before the trial is given up. ``keep``'s trials are never taken.
+    """
+    storage = study._storage
+    rdb: Any = getattr(storage, "_backend", storage)
+    running = [t for t in rdb.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+               if keep is None or t.system_attrs.get(ATTR_RUNNER) != keep.id]
+    if not running:
+        return []
     heartbeats = storage.get_study_system_attrs(study._study_id)
-    now = time.time()
+    now = db_now(study)
+    trials: list[FrozenTrial] | None = None
     recovered = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in running:
         runner_id = trial.system_attrs.get(ATTR_RUNNER)
-        if runner_id is None and trial.datetime_start is not None:
-            # not started by genft-search (or killed between ask and tag): stale once old enough
-            if now - trial.datetime_start.timestamp() < grace:
+        if runner_id is None:
+            # not started by genft-search (or killed between ask and tag): stale once unowned that long
+            since = trial.system_attrs.get(ATTR_FIRST_SEEN)
+            if not isinstance(since, (int, float)):
+                with contextlib.suppress(UpdateFinishedTrialError):
+                    storage.set_trial_system_attr(trial._trial_id, ATTR_FIRST_SEEN, now)
+                continue
+            if now - float(since) < grace:
                 continue
         elif _runner_alive(runner_id, heartbeats, now, grace):
             continue
-        retry = ATTR_RETRY_OF in trial.user_attrs
-        reason = f"runner {runner_id or '(unknown)'} died while the trial was RUNNING"
-        try:
-            storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON, reason)
-            storage.set_trial_user_attr(trial._trial_id, ATTR_REQUEUED, not retry)
-            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+        else:  # the owner may have beaten since the first read: look again before taking its trial
+            fresh = storage.get_study_system_attrs(study._study_id)
+            if _runner_alive(runner_id, fresh, db_now(study), grace):
                 continue
-        except UpdateFinishedTrialError:
-            continue  # another runner recovered it first
-        if not retry:
-            study.enqueue_trial(dict(trial.params), user_attrs={ATTR_RETRY_OF: trial.number})
-        recovered.append(trial.number)
+        if trials is None:
+            trials = rdb.get_all_trials(study._study_id, deepcopy=False)
+        reason = f"runner {runner_id or '(unknown)'} died while the trial was RUNNING"
+        if give_up_trial(study, trial, reason, trials):
+            recovered.append(trial.number)
     return recovered
+
+
+def store_late_result(study: optuna.Study, trial_id: int, state: TrialState, values: list[float] | None,
+                      user_attrs: Mapping[str, Any], intermediate_values: Mapping[int, float],
+                      runner: Runner, n_trials: int) -> str:
+    """Keep the result of a trial that finished after another runner gave it up (it judged the owner dead).
+
+    The result goes on the trial's retry: a waiting retry is claimed, a running one (another runner
+    training the same point) is told now. Without a retry a new finished trial with the same point holds
+    it, unless the study already has ``n_trials``. Call it under :func:`study_lock`. Returns one line
+    saying what happened.
+    """
+    rdb: Any = getattr(study._storage, "_backend", study._storage)
+    original = rdb.get_trial(trial_id)
+    number = original.number
+    why = original.user_attrs.get(ATTR_FAIL_REASON, "no reason stored")
+    head = f"trial {number} was given up by another runner while this one ran it ({why})"
+    steps = {**original.intermediate_values, **intermediate_values}
+    own = {ATTR_FAIL_REASON, ATTR_REQUEUED, ATTR_ORPHANED, ATTR_RETRY_OF}
+    attrs = {**{k: v for k, v in original.user_attrs.items() if k not in own}, **user_attrs}
+    trials = rdb.get_all_trials(study._study_id, deepcopy=False)
+    for retry in [t for t in trials if t.user_attrs.get(ATTR_RETRY_OF) == number]:
+        waiting = retry.state == TrialState.WAITING
+        if waiting and rdb.set_trial_state_values(retry._trial_id, TrialState.RUNNING):
+            rdb.set_trial_system_attr(retry._trial_id, ATTR_RUNNER, runner.id)
+        retry = rdb.get_trial(retry._trial_id)
+        if retry.state == TrialState.RUNNING:
+            try:
+                for key, dist in original.distributions.items():  # an enqueued point has none yet
+                    if key not in retry.params:
+                        rdb.set_trial_param(retry._trial_id, key,
+                                            dist.to_internal_repr(original.params[key]), dist)
+                for step, value in steps.items():
+                    rdb.set_trial_intermediate_value(retry._trial_id, step, value)
+                for key, value in attrs.items():
+                    rdb.set_trial_user_attr(retry._trial_id, key, value)
+                rdb.set_trial_state_values(retry._trial_id, state, values)
+            except UpdateFinishedTrialError:
+                retry = rdb.get_trial(retry._trial_id)
+            else:
+                return f"{head}; its result is stored on its retry, trial {retry.number}"
+        if retry.state.is_finished():
+            return (f"{head}; its retry, trial {retry.number}, already holds a result for the same point "
+                    f"({retry.state.name}), so this one is not stored again")
+    counts = state_counts(study)
+    if counts["finished"] + counts["running"] >= n_trials:
+        return f"{head}; the study already has its {n_trials} trials, so this result is not stored"
+    study.add_trial(optuna.trial.create_trial(
+        params=dict(original.params), distributions=dict(original.distributions), state=state,
+        values=values, intermediate_values=steps, user_attrs={**attrs, ATTR_RETRY_OF: number},
+        system_attrs={ATTR_RUNNER: runner.id},
+    ))
+    return f"{head}; its result is stored as a new trial with the same point"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -536,22 +829,27 @@ def retry_chain(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> list[
 def _counts_towards_budget(trial: FrozenTrial) -> bool:
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return trial.state == TrialState.FAIL and not trial.user_attrs.get(ATTR_REQUEUED, False)
+    return trial.state == TrialState.FAIL and not (trial.user_attrs.get(ATTR_REQUEUED, False)
+                                                   or trial.user_attrs.get(ATTR_ORPHANED, False))
 
 
 def counted_trials(study: optuna.Study) -> int:
-    """Finished trials that count towards ``n_trials`` (a FAIL that was re-enqueued does not)."""
+    """Finished trials that count towards ``n_trials`` (a FAIL whose runner died or stopped does not)."""
     return sum(_counts_towards_budget(t) for t in study.get_trials(deepcopy=False))
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
-    """Trials per state (lower-case names), plus ``finished``: those counting towards ``n_trials``."""
+    """Trials per state (lower-case names), plus ``finished``: those counting towards ``n_trials``, and
+    ``failed``: the FAILs among them (the trial's own fault), the one "failed" every line shows."""
     out = {s.name.lower(): 0 for s in TrialState}
-    finished = 0
+    finished = failed = 0
     for trial in study.get_trials(deepcopy=False):
         out[trial.state.name.lower()] += 1
-        finished += _counts_towards_budget(trial)
+        counts = _counts_towards_budget(trial)
+        finished += counts
+        failed += counts and trial.state == TrialState.FAIL
     out["finished"] = finished
+    out["failed"] = failed
     return out
 
 

@@ -105,7 +105,7 @@ def _dead_runner() -> store.Runner:
     return runner
 
 
-def test_recover_stale_trials_fails_and_requeues_once(rdb, unique_name):
+def test_recover_stale_trials_retries_a_point_up_to_the_cap_and_never_counts_it(rdb, unique_name):
     study = optuna.create_study(study_name=f"{unique_name}/a", storage=rdb)
     done = study.ask()
     done.suggest_float("x", 0, 1)
@@ -122,35 +122,184 @@ def test_recover_stale_trials_fails_and_requeues_once(rdb, unique_name):
     failed = trials[orphan.number]
     assert failed.state == optuna.trial.TrialState.FAIL
     assert dead.id in failed.user_attrs[store.ATTR_FAIL_REASON]
-    assert failed.user_attrs[store.ATTR_REQUEUED] is True
+    assert failed.user_attrs[store.ATTR_REQUEUED] is True and failed.user_attrs[store.ATTR_ORPHANED] is True
     assert trials[mine.number].state == optuna.trial.TrialState.RUNNING
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert len(waiting) == 1 and waiting[0].user_attrs[store.ATTR_RETRY_OF] == orphan.number
 
-    # the retry is orphaned too: FAIL again, but not re-enqueued a second time
-    retry = study.ask()
-    assert retry.suggest_float("x", 0, 1) == x
-    study._storage.set_trial_system_attr(retry._trial_id, store.ATTR_RUNNER, dead.id)
-    assert store.recover_stale_trials(study) == [retry.number]
-    assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    # the retries are orphaned too: each is retried until the cap, then the point is dropped
+    for attempt in range(store.MAX_RETRIES):
+        retry = study.ask()
+        assert retry.suggest_float("x", 0, 1) == x
+        study._storage.set_trial_system_attr(retry._trial_id, store.ATTR_RUNNER, dead.id)
+        assert store.recover_stale_trials(study) == [retry.number]
+        waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+        assert len(waiting) == (1 if attempt + 1 < store.MAX_RETRIES else 0)
     counts = store.state_counts(study)
-    # finished = the COMPLETE one + the retry's FAIL (the re-enqueued FAIL does not count)
-    assert counts["finished"] == 2 and counts["fail"] == 2 and counts["running"] == 1
-    assert store.counted_trials(study) == 2
+    # a trial whose runner died never counts, however often: finished is the COMPLETE one only
+    assert counts["finished"] == 1 and counts["fail"] == 1 + store.MAX_RETRIES and counts["failed"] == 0
+    assert counts["running"] == 1 and store.counted_trials(study) == 1
 
 
-def test_remote_runner_is_judged_by_its_heartbeat(rdb, unique_name):
+def test_unowned_running_trial_is_stale_after_grace_on_the_database_clock(rdb, unique_name):
+    study = optuna.create_study(study_name=f"{unique_name}/a", storage=rdb)
+    trial = study.ask()  # no runner tag: e.g. a runner killed between ask and tag
+    assert store.recover_stale_trials(study, grace=0.5) == []  # first seen now
+    seen = study._storage.get_trial(trial._trial_id).system_attrs[store.ATTR_FIRST_SEEN]
+    assert abs(seen - store.db_now(study)) < 5.0
+    time.sleep(0.7)
+    assert store.recover_stale_trials(study, grace=0.5) == [trial.number]
+
+
+def test_remote_runner_is_judged_by_its_heartbeat_on_the_database_clock(rdb, unique_name, monkeypatch):
     study = optuna.create_study(study_name=f"{unique_name}/a", storage=rdb)
     remote = store.Runner("another-host.invalid", 4242, 1.0)
     trial = study.ask()
     study._storage.set_trial_system_attr(trial._trial_id, store.ATTR_RUNNER, remote.id)
+    real_time = time.time
     with store.Heartbeat(study, remote, interval=0.05):  # the beating thread writes beside this one
         time.sleep(0.2)
+        # this process's clock is ten minutes ahead: the heartbeat is still fresh on the database's clock
+        monkeypatch.setattr(time, "time", lambda: real_time() + 600)
         assert store.recover_stale_trials(study, grace=5.0) == []
+    monkeypatch.setattr(time, "time", real_time)
     beat = study._storage.get_study_system_attrs(study._study_id)[store.ATTR_HEARTBEAT + remote.id]
-    assert time.time() - beat < 5.0
-    study._storage.set_study_system_attr(study._study_id, store.ATTR_HEARTBEAT + remote.id, time.time() - 600)
+    assert abs(store.db_now(study) - beat) < 5.0
+    study._storage.set_study_system_attr(study._study_id, store.ATTR_HEARTBEAT + remote.id,
+                                         store.db_now(study) - 600)
     assert store.recover_stale_trials(study) == [trial.number]
+
+
+def test_give_up_trial_leaves_a_finished_trial_alone(rdb, unique_name):
+    study = optuna.create_study(study_name=f"{unique_name}/a", storage=rdb)
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    frozen = study._storage.get_trial(trial._trial_id)
+    study.tell(trial, 0.5)  # its owner finished it first
+    assert store.give_up_trial(study, frozen, "runner gone") is False
+    stored = study.get_trials()[0]
+    assert stored.state == optuna.trial.TrialState.COMPLETE
+    assert store.ATTR_FAIL_REASON not in stored.user_attrs
+    assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+
+
+def test_late_result_goes_on_the_retry(rdb, unique_name):
+    study = optuna.create_study(study_name=f"{unique_name}/a", storage=rdb)
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    trial.report(0.3, 1)
+    me = store.Runner.current()
+    assert store.give_up_trial(study, study._storage.get_trial(trial._trial_id), "runner judged dead")
+    with store.study_lock(study):
+        line = store.store_late_result(study, trial._trial_id, optuna.trial.TrialState.COMPLETE, [0.9],
+                                       {"budget": 2}, {1: 0.3, 2: 0.9}, me, n_trials=3)
+    trials = study.get_trials()
+    retry = next(t for t in trials if t.user_attrs.get(store.ATTR_RETRY_OF) == trial.number)
+    assert line.endswith(f"its result is stored on its retry, trial {retry.number}")
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.value == 0.9
+    assert retry.params == trials[0].params and retry.intermediate_values == {1: 0.3, 2: 0.9}
+    assert retry.user_attrs["budget"] == 2 and store.state_counts(study)["finished"] == 1
+
+
+def test_late_result_without_retry_is_a_new_trial_within_n_trials(rdb, unique_name):
+    study = optuna.create_study(study_name=f"{unique_name}/a", storage=rdb)
+    me = store.Runner.current()
+    first = study.ask()
+    first.suggest_float("x", 0, 1)
+    store.give_up_trial(study, study._storage.get_trial(first._trial_id), "runner judged dead")
+    for _ in range(store.MAX_RETRIES):  # the point's retries die too, until the cap: no retry is left
+        retry = study.ask()
+        retry.suggest_float("x", 0, 1)
+        store.give_up_trial(study, study._storage.get_trial(retry._trial_id), "runner judged dead")
+    assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    with store.study_lock(study):
+        line = store.store_late_result(study, retry._trial_id, optuna.trial.TrialState.COMPLETE, [0.7],
+                                       {"budget": 1}, {1: 0.7}, me, n_trials=1)
+    assert line.endswith("its result is stored as a new trial with the same point")
+    kept = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(kept) == 1 and kept[0].value == 0.7 and kept[0].params == retry.params
+    assert kept[0].user_attrs[store.ATTR_RETRY_OF] == retry.number
+    with store.study_lock(study):  # the study is full now: a second late result is not stored
+        line = store.store_late_result(study, first._trial_id, optuna.trial.TrialState.COMPLETE, [0.8],
+                                       {}, {}, me, n_trials=1)
+    assert "already" in line and store.state_counts(study)["finished"] == 1
+
+
+def test_study_lock_has_a_deadline_naming_the_holder(rdb, unique_name):
+    from genft_search.errors import StoreUnavailable
+
+    name = f"{unique_name}/a"
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.study_lock(rdb, name):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    start = time.monotonic()
+    try:
+        with pytest.raises(StoreUnavailable, match=r"study lock of .* has been held by another") as info, \
+                store.study_lock(rdb, name, timeout=0.5):
+            pass
+    finally:
+        release.set()
+        holder.join()
+    assert 0.5 <= time.monotonic() - start < 3.0 and "\n" not in str(info.value)
+    with store.study_lock(rdb, name, timeout=0.5):  # free again
+        pass
+
+
+def test_db_now_is_the_servers_clock(rdb, unique_name, monkeypatch):
+    study = optuna.create_study(study_name=f"{unique_name}/a", storage=rdb)
+    before = time.time()
+    monkeypatch.setattr(time, "time", lambda: before + 10_000)
+    assert abs(store.db_now(study) - before) < 5.0
+
+
+def test_transient_errors_are_retried_then_end_in_one_line(monkeypatch):
+    from sqlalchemy import exc as sa_exc
+
+    calls = []
+
+    def flaky(n: int) -> int:
+        calls.append(n)
+        if len(calls) < 3:
+            raise optuna.exceptions.StorageInternalError("commit failed") from sa_exc.OperationalError(
+                "SELECT 1", {}, ConnectionRefusedError("connection refused"))
+        return n
+
+    assert store.retrying(flaky, 7, window=10) == 7 and len(calls) == 3
+    with pytest.raises(ValueError):
+        store.retrying(lambda: int("x"), window=10)  # not transient: raised at once
+
+    def down() -> None:
+        raise sa_exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+    url = "postgresql+psycopg://u:secret@db.invalid/x"
+    fake = type("S", (), {"url": url})()
+    start = time.monotonic()
+    from genft_search.errors import StoreUnavailable
+
+    with pytest.raises(StoreUnavailable) as info:
+        store.retrying(down, storage=fake, window=1.0)
+    assert 1.0 <= time.monotonic() - start < 3.0
+    text = str(info.value)
+    assert "\n" not in text and "secret" not in text and "unreachable for 1 s" in text
+    assert "server closed the connection unexpectedly" in text
+    monkeypatch.setenv(store.STORE_RETRY_ENV, "7.5")
+    assert store.store_retry_window() == 7.5
+    monkeypatch.setenv(store.STORE_RETRY_ENV, "soon")
+    with pytest.raises(UserError, match="GENFT_STORE_RETRY_S"):
+        store.store_retry_window()
+
+
+def test_register_run_numbers_runs(rdb, unique_name):
+    study = optuna.create_study(study_name=f"{unique_name}/a", storage=rdb)
+    me = store.Runner.current()
+    assert [store.register_run(study, me) for _ in range(3)] == [0, 1, 2]
 
 
 def test_study_lock_excludes(rdb, unique_name):

@@ -45,8 +45,9 @@ class StudyPlan:
     #: extra study attributes written when the study is created (an ablation's description)
     ablation: dict[str, Any] | None = None
 
-    def sampler(self) -> optuna.samplers.BaseSampler:
-        return make_sampler(self.config, self.space)
+    def sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
+        """The study's sampler; ``seed`` replaces the file's seed (a run's derived seed), if it has one."""
+        return make_sampler(self.config, self.space, seed=seed)
 
     def scheduler(self) -> TrialScheduler:
         return make_scheduler(self.config, self.max_budget)
@@ -104,16 +105,18 @@ def _check_kwargs(target: Any, kwargs: Mapping[str, Any], where: str, reserved: 
             raise UserError(f"{where}: unknown option {key!r}; expected one of {', '.join(allowed)}")
 
 
-def make_sampler(config: StudyConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    """The study's Optuna sampler; unknown or invalid options are a ``UserError``."""
+def make_sampler(config: StudyConfig, space: SearchSpace,
+                 seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The study's Optuna sampler; unknown or invalid options are a ``UserError``. ``seed`` replaces the
+    file's ``sampler.seed`` when the file sets one."""
     spec = config.sampler
     cls = getattr(optuna.samplers, SAMPLERS[spec.name])
     where = f"{config.source}: sampler"
-    kwargs = spec.kwargs
+    kwargs = dict(spec.kwargs)
     reserved = {"search_space"} if spec.name == "grid" else set()
     _check_kwargs(cls.__init__, kwargs, where, reserved)
     if spec.seed is not None:
-        kwargs["seed"] = spec.seed
+        kwargs["seed"] = spec.seed if seed is None else seed
     if spec.name == "grid":
         kwargs["search_space"] = space.grid(config.source)
     try:

@@ -8,15 +8,16 @@ import contextlib
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.trial import TrialState
 
 from genft_search import store
 from genft_search.config import StudyConfig
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 
     from genft_search.tune._searcher import OptunaSearcher
 
-__all__ = ["cluster_concurrency", "cluster_fit", "ensure_ray", "fit_resources", "local_resources",
-           "make_callback", "recording_stops", "remove_run", "resolve_runs_dir", "snapshot", "tune_env"]
+__all__ = ["claim_run", "clean_runs", "cluster_concurrency", "cluster_fit", "ensure_ray", "fit_resources",
+           "local_resources", "lost_store_stopper", "make_callback", "recording_stops", "remove_run",
+           "resolve_runs_dir", "run_name", "snapshot", "tune_env"]
 
 def _error_text(trial: Any) -> str:
     """The traceback Ray recorded for a failed trial ('' when there is none)."""
@@ -235,6 +237,52 @@ def resolve_runs_dir(override: str | os.PathLike[str] | None = None) -> str:
     return str(base / "ray_results")
 
 
+#: the file in each experiment folder naming the runner that owns it (for :func:`clean_runs`)
+RUNNER_FILE = "genft-runner"
+#: experiment folders of runners that cannot be checked (another host) are removed when this old
+STALE_RUN_AGE_S = 2 * 24 * 3600.0
+
+
+def run_name(study_file: str, task: str) -> str:
+    """A new experiment folder name: unique per runner and run (parallel runners, containers whose
+    runner is always pid 1, runs started in the same second never share one)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{study_file}-{task}")
+    return f"{safe}-{uuid.uuid4().hex[:12]}"
+
+
+def claim_run(root: str, name: str, runner: store.Runner) -> None:
+    """Create the experiment folder (0700) with the owning runner's id in it (local folders only)."""
+    if "://" in root:
+        return
+    folder = Path(root) / name
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (folder / RUNNER_FILE).write_text(runner.id)
+
+
+def clean_runs(root: str, now: float | None = None) -> list[str]:
+    """Remove experiment folders left behind by runners that were killed: those of a dead runner on
+    this host, and any not touched for :data:`STALE_RUN_AGE_S`. Returns the names removed."""
+    base = Path(root)
+    if "://" in root or not base.is_dir():
+        return []
+    now = time.time() if now is None else now
+    removed = []
+    for folder in base.iterdir():
+        if not folder.is_dir() or not re.search(r"-[0-9a-f]{12}$", folder.name):
+            continue
+        marker = folder / RUNNER_FILE
+        owner = store.Runner.parse(marker.read_text()) if marker.is_file() else None
+        alive = owner.alive_locally() if owner is not None else None
+        if alive is None:
+            with contextlib.suppress(OSError):
+                newest = max([p.stat().st_mtime for p in folder.rglob("*")] + [folder.stat().st_mtime])
+                alive = now - newest < STALE_RUN_AGE_S
+        if alive is False:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
+
+
 def remove_run(root: str, name: str) -> None:
     """Delete one experiment's folder under :func:`resolve_runs_dir` (a local path or a bucket URI)."""
     if "://" not in root:
@@ -245,6 +293,20 @@ def remove_run(root: str, name: str) -> None:
 
         fs, path = pyarrow.fs.FileSystem.from_uri(root)
         fs.delete_dir(f"{path.rstrip('/')}/{name}")
+
+
+def lost_store_stopper(searcher: OptunaSearcher) -> Any:
+    """A Ray Tune stopper that ends the experiment once the searcher has lost the store."""
+    from ray import tune
+
+    class _StoreLost(tune.Stopper):
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return searcher.lost is not None
+
+    return _StoreLost()
 
 
 def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label: str, n_trials: int,
@@ -283,10 +345,14 @@ def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label:
 
         def _refresh(self, force: bool = False) -> None:
             now = time.monotonic()
-            if not force and now < self._next and searcher.changed == self._seen:
+            quiet = not force and now < self._next and searcher.changed == self._seen
+            if searcher.lost is not None or quiet:
                 return
             self._seen, self._next = searcher.changed, now + 1.0
-            progress.update(snapshot(searcher._study, study_label, n_trials, objectives))
+            try:  # best-effort: one try, and a store that is away is left alone for a while
+                progress.update(snapshot(searcher._study, study_label, n_trials, objectives))
+            except Exception:
+                self._next = now + 5.0
 
     return _Events()
 
@@ -303,14 +369,7 @@ def snapshot(study: optuna.Study, label: str, n_trials: int, objectives: list[An
         with contextlib.suppress(ValueError):
             best = f"{len(study.best_trials)} on the Pareto front"
     return Snapshot(label, counts["finished"], n_trials, counts["running"], counts["complete"],
-                    counts["pruned"], counts["fail"] - _requeued(study), best)
-
-
-def _requeued(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-               if t.user_attrs.get(store.ATTR_REQUEUED))
-
-
+                    counts["pruned"], counts["failed"], best)
 
 
 def recording_stops(scheduler: TrialScheduler, searcher: OptunaSearcher) -> TrialScheduler:

@@ -7,6 +7,8 @@ Nothing is written before everything is checked: the plan (file, space, trainabl
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -23,15 +25,19 @@ from genft_search.space import incompatible_parameters, space_difference
 from genft_search.tune import _checkpoints
 from genft_search.tune._plan import StudyPlan, plan_study
 from genft_search.tune._ray import (
+    claim_run,
+    clean_runs,
     cluster_concurrency,
     cluster_fit,
     ensure_ray,
     fit_resources,
     local_resources,
+    lost_store_stopper,
     make_callback,
     recording_stops,
     remove_run,
     resolve_runs_dir,
+    run_name,
     snapshot,
     tune_env,
 )
@@ -252,7 +258,8 @@ def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = No
                 concurrency = cluster_concurrency(config)
             if url not in storages:
                 storages[url] = store.open_storage(url, create=True, source=f"{config.source}: storage")
-            study = _create_or_update(plan, storages[url], task, study)
+            study = store.retrying(_create_or_update, plan, storages[url], task, study,
+                                   storage=storages[url])
             studies[task] = study
             _run_task(plan, study, task, runner, cluster_concurrency(config), progress, runs_dir)
         return studies
@@ -277,6 +284,17 @@ def _shared(scheduler: Any, study: optuna.Study, searcher: Any) -> Any:
     return scheduler
 
 
+def run_seed(plan: StudyPlan, study_name: str, index: int) -> int | None:
+    """The sampler seed of a study's ``index``-th run: the file's own seed for the first, then one derived
+    from it, the study and the run, so resumed studies and concurrent runners draw new points (every trial
+    records its seed in the ``genft:sampler_seed`` system attr)."""
+    seed = plan.config.sampler.seed
+    if seed is None or index == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{study_name}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
 def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Runner, concurrency: int,
               show_progress: bool, runs_dir: str | os.PathLike[str] | None = None) -> None:
     from ray import tune
@@ -285,22 +303,36 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
 
     config = plan.config
     line = ProgressLine(enabled=show_progress)
-    with store.Heartbeat(study, runner):
-        with store.study_lock(study):
-            store.recover_stale_trials(study)
-        counts = store.state_counts(study)
-        if counts["finished"] >= plan.n_trials:
+
+    def show() -> None:
+        with contextlib.suppress(Exception):  # best-effort: the store may be away
             line.update(snapshot(study, study.study_name, plan.n_trials, config.objectives), force=True)
-            line.close()
+        line.close()
+
+    def start() -> tuple[int, dict[str, int]]:
+        with store.study_lock(study):
+            store.recover_stale_trials(study, keep=runner)
+            index = store.register_run(study, runner)
+        return index, store.state_counts(study)
+
+    with store.Heartbeat(study, runner):
+        index, counts = store.retrying(start, storage=study._storage)
+        if counts["finished"] >= plan.n_trials:
+            show()
             return
+        seed = run_seed(plan, study.study_name, index)
+        if seed is not None:
+            study.sampler = plan.sampler(seed)
         timeout = config.budget.timeout
         deadline = time.monotonic() + timeout if timeout else None
-        searcher = OptunaSearcher(study, plan, task, runner, deadline)
+        searcher = OptunaSearcher(study, plan, task, runner, deadline, seed=seed)
         scheduler = recording_stops(_shared(plan.scheduler(), study, searcher), searcher)
         callback = make_callback(searcher, line, study.study_name, plan.n_trials, config.objectives)
         objective = config.objectives[0]
         runs = resolve_runs_dir(runs_dir)
-        name = f"{config.name}-{task}-{runner.pid}-{int(time.time())}"
+        clean_runs(runs)
+        name = run_name(config.name, task)
+        claim_run(runs, name, runner)
         resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
         trainable = tune.with_resources(_checkpoints.resuming(plan.trainable), resources)
         tuner = tune.Tuner(
@@ -321,6 +353,7 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
                 name=name,
                 storage_path=runs,
                 verbose=0,
+                stop=lost_store_stopper(searcher),
                 callbacks=[callback],
                 failure_config=tune.FailureConfig(max_failures=0),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -337,7 +370,8 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
             timed_out = deadline is not None and time.monotonic() >= deadline
             searcher.abandon("stopped by budget.timeout before its last epoch" if timed_out
                              else "the runner stopped before the trial finished")
-            line.update(snapshot(study, study.study_name, plan.n_trials, config.objectives), force=True)
-            line.close()
+            show()
             if not os.environ.get("GENFT_KEEP_RUNS"):
                 remove_run(runs, name)
+        if searcher.lost is not None:
+            raise searcher.lost  # its trials stay RUNNING; the next run gives them up and retries them

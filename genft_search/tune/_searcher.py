@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -19,6 +20,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from genft_search import store
+from genft_search.errors import StoreUnavailable
 from genft_search.tune import _checkpoints
 from genft_search.tune._plan import BUDGET_KEY, StudyPlan
 
@@ -49,21 +51,33 @@ def is_finite(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+#: how often a runner looks for trials of dead runners while it runs (under the study lock)
+STALE_CHECK_S = 10.0
+#: how long ``suggest`` waits before asking the store again when other runners hold the last trials
+IDLE_POLL_S = 2.0
+
+
 class OptunaSearcher(Searcher):
     """Ray Tune ``Searcher`` over one Optuna study via ask/tell.
 
     - ``suggest`` asks Optuna (under the study lock, so runners never exceed ``n_trials``) and returns
-      the flat trial config; it answers ``FINISHED`` once finished plus running trials reach ``n_trials``.
+      the flat trial config; it answers ``FINISHED`` once ``n_trials`` are finished, or when the rest are
+      this runner's own; while other runners hold the last trials it waits, and every
+      :data:`STALE_CHECK_S` it gives up trials of dead runners, so a survivor finishes their work;
     - every epoch's objective becomes an intermediate value (learning curves in Optuna's plots);
     - a trial that ends below its budget (``epochs``) is PRUNED, with ``budget`` in its user attrs;
     - a trial whose objective is missing or not finite, or which raised, is FAIL with ``fail_reason``;
     - every checkpoint a trial reports is kept durably until the trial is told; a retry of a trial
       whose runner died continues from it (``resumed_from_epoch``), its curve starting with the
-      original's epochs (see :mod:`genft_search.tune._checkpoints`).
+      original's epochs (see :mod:`genft_search.tune._checkpoints`);
+    - every store call is retried through outages (:func:`genft_search.store.retrying`); when the store
+      stays away, ``lost`` holds the error and the run stops (the next run recovers its trials);
+    - before telling, it checks that the trial is still its own: a result finished after another runner
+      gave the trial up is kept (:func:`genft_search.store.store_late_result`), with one warning line.
     """
 
     def __init__(self, study: optuna.Study, plan: StudyPlan, task: str, runner: store.Runner,
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, seed: int | None = None) -> None:
         objectives = plan.config.objectives
         mode = "max" if objectives[0].direction == "maximize" else "min"
         super().__init__(metric=objectives[0].metric, mode=mode)
@@ -75,9 +89,14 @@ class OptunaSearcher(Searcher):
         self._n_trials = plan.n_trials
         self._runner = runner
         self._deadline = deadline
+        self._seed = seed
         self._live: dict[str, _Live] = {}
         self._errored: dict[str, _Live] = {}
         self._stopped: set[str] = set()
+        self._next_stale_check = 0.0
+        self._idle_until = 0.0
+        self.lost: StoreUnavailable | None = None
+        self.warnings: list[str] = []
         self.changed = 0  # bumped on every tell (for the progress line)
 
     # pickling -------------------------------------------------------------------------------------
@@ -94,6 +113,7 @@ class OptunaSearcher(Searcher):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.study = None  # a detached copy: it proposes nothing (see ``suggest``)
+        self.lost = None
 
     # Ray Tune API ---------------------------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
@@ -106,17 +126,24 @@ class OptunaSearcher(Searcher):
 
     # Ray's stubs leave out the FINISHED string that its own Searcher API documents
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
-        if self.study is None:  # unpickled by Ray: only the driver's own searcher may ask the store
+        if self.study is None or self.lost is not None:  # detached copy, or the store is gone
             return self.FINISHED
-        with store.study_lock(self.study):
-            counts = store.state_counts(self.study)
-            if counts["finished"] + counts["running"] >= self._n_trials:
-                return self.FINISHED
-            trial = self.study.ask()
-            store.tag_runner(self.study, trial, self._runner)
-            params = self._space.sample(trial)
+        now = time.monotonic()
+        if now < self._idle_until:
+            return None
+        try:
+            answer = store.retrying(self._ask, storage=self.study._storage)
+        except StoreUnavailable as exc:
+            self.lost = exc
+            return self.FINISHED
+        if answer is None:
+            self._idle_until = now + IDLE_POLL_S
+            return None
+        if isinstance(answer, str):
+            return answer
+        trial, params = answer
         live = _Live(trial, {**self._base, **params})
-        self._resume(live)
+        self._guarded(self._resume, live)
         self._live[trial_id] = live
         return live.config
 
@@ -160,18 +187,80 @@ class OptunaSearcher(Searcher):
     def fail(self, trial_id: str, reason: str, requeue: bool = False) -> None:
         """FAIL a trial that raised; ``requeue`` when it is not its fault (its worker or node died)."""
         live = self._errored.pop(trial_id, None) or self._live.pop(trial_id, None)
-        if live is not None:
-            self._tell_fail(live, reason, requeue=requeue)
+        if live is None:
+            return
+        if requeue:
+            self._guarded(self._give_up, [live], reason)
+        else:
+            self._tell(live, TrialState.FAIL, None, self._fail_attrs(live, reason))
+            self._forget_checkpoints(live)  # the trial's own failure: no retry continues from them
 
     def abandon(self, reason: str) -> None:
-        """Trials this runner can no longer finish (interrupt, timeout): FAIL and re-enqueue them."""
+        """Trials this runner can no longer finish (interrupt, timeout, end of run): FAIL, not counted,
+        and re-enqueued (:func:`genft_search.store.give_up_trial`)."""
         for trial_id in list(self._errored):
-            self._tell_fail(self._errored.pop(trial_id), "the trial raised an error (no details)")
-        for trial_id in list(self._live):
-            live = self._live.pop(trial_id)
-            self._tell_fail(live, reason, requeue=True)
+            live = self._errored.pop(trial_id)
+            self._tell(live, TrialState.FAIL, None, self._fail_attrs(live, "the trial raised an error "
+                                                                             "(no details)"))
+        lives = [self._live.pop(trial_id) for trial_id in list(self._live)]
+        if lives and self.lost is None:
+            self._guarded(self._give_up, lives, reason)
 
     # internals -------------------------------------------------------------------------------------
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        print(f"genft-search: warning: {message}", file=sys.stderr, flush=True)
+
+    def _guarded(self, call: Any, *args: Any) -> Any:
+        """A store call through outages; when the store stays away the run stops (``lost``)."""
+        if self.lost is not None:
+            return None
+        try:
+            return store.retrying(call, *args, storage=self._study._storage)
+        except StoreUnavailable as exc:
+            self.lost = exc
+        except Exception as exc:  # never into Ray, which would hide it
+            self._warn(f"study {self._study.study_name}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        return None
+
+    def _ask(self) -> tuple[optuna.Trial, dict[str, Any]] | str | None:
+        study = self._study
+        with store.study_lock(study):
+            counts = store.state_counts(study)
+            if counts["finished"] >= self._n_trials:
+                return self.FINISHED
+            own = len(self._live) + len(self._errored)
+            full = counts["finished"] + counts["running"] >= self._n_trials
+            others = counts["running"] - own
+            now = time.monotonic()
+            if others > 0 and (full or now >= self._next_stale_check):
+                self._next_stale_check = now + STALE_CHECK_S
+                if store.recover_stale_trials(study, keep=self._runner):
+                    self.changed += 1
+                    counts = store.state_counts(study)
+                    others = counts["running"] - own
+                    full = counts["finished"] + counts["running"] >= self._n_trials
+            if full:
+                # the last trials are running: this runner's own ones end the study; other runners'
+                # ones are waited for (if their runner dies, this one gives them up and retries them)
+                return None if others > 0 else self.FINISHED
+            trial = study.ask()
+            store.tag_runner(study, trial, self._runner, self._seed)
+            params = self._space.sample(trial)
+        return trial, params
+
+    def _give_up(self, lives: list[_Live], reason: str) -> None:
+        study = self._study
+        rdb: Any = getattr(study._storage, "_backend", study._storage)
+        with store.study_lock(study):
+            for live in lives:
+                frozen = rdb.get_trial(live.trial._trial_id)
+                if frozen.state == TrialState.RUNNING and live.reports:
+                    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                        rdb.set_trial_user_attr(frozen._trial_id, store.ATTR_BUDGET, max(live.reports))
+                if store.give_up_trial(study, frozen, reason):
+                    self.changed += 1
+
     def _resume(self, live: _Live) -> None:
         """A retry starts from the newest checkpoint kept along its retry chain, with that curve."""
         chain = store.retry_chain(self._study, live.trial)
@@ -192,7 +281,8 @@ class OptunaSearcher(Searcher):
 
     def _forget_checkpoints(self, live: _Live) -> None:
         for number in [live.trial.number, *live.resumed]:
-            _checkpoints.remove(self._study.study_name, number)
+            with contextlib.suppress(Exception):
+                _checkpoints.remove(self._study.study_name, number)
 
     def _record(self, live: _Live, result: dict[str, Any]) -> None:
         live.last = result
@@ -205,14 +295,25 @@ class OptunaSearcher(Searcher):
             return
         live.reports[step] = values
         value = values[0]
-        if len(self._objectives) == 1 and is_finite(value):
-            with contextlib.suppress(Exception):
-                live.trial.report(float(value), step)
+        if len(self._objectives) == 1 and is_finite(value) and self.lost is None:
+            try:
+                store.retrying(self._study._storage.set_trial_intermediate_value, live.trial._trial_id,
+                               step, float(value), storage=self._study._storage)
+            except StoreUnavailable as exc:
+                self.lost = exc
+            except Exception:  # given up meanwhile by another runner: the tell path says so
+                pass
+
+    def _fail_attrs(self, live: _Live, reason: str) -> dict[str, Any]:
+        attrs: dict[str, Any] = {store.ATTR_FAIL_REASON: reason[:1000]}
+        if live.reports:
+            attrs[store.ATTR_BUDGET] = max(live.reports)
+        return attrs
 
     def _finish(self, live: _Live, trial_id: str) -> None:
         result = live.last
         if not result or not live.reports:
-            self._tell_fail(live, "the trial reported no result")
+            self._tell(live, TrialState.FAIL, None, self._fail_attrs(live, "the trial reported no result"))
             return
         budget = max(live.reports)
         target = live.config.get("epochs")
@@ -226,62 +327,74 @@ class OptunaSearcher(Searcher):
                 if finite:
                     value = max(finite) if objective.direction == "maximize" else min(finite)
             if value is None:
-                self._tell_fail(live, f"the trainable never reported the objective metric "
-                                      f"{objective.metric!r}")
+                self._tell(live, TrialState.FAIL, None, self._fail_attrs(
+                    live, f"the trainable never reported the objective metric {objective.metric!r}"))
                 return
             if not is_finite(value):
-                self._tell_fail(live, f"non-finite objective {objective.metric}={value!r} at epoch {budget}")
+                self._tell(live, TrialState.FAIL, None, self._fail_attrs(
+                    live, f"non-finite objective {objective.metric}={value!r} at epoch {budget}"))
                 return
             values.append(float(value))
-        attrs = live.trial
-        attrs.set_user_attr(store.ATTR_BUDGET, budget)
+        attrs: dict[str, Any] = {store.ATTR_BUDGET: budget}
         if target is not None:
-            attrs.set_user_attr(store.ATTR_MAX_BUDGET, target)
-        metrics = {k: v for k, v in result.items()
-                   if k not in _RAY_KEYS and not k.startswith("config/") and is_finite(v)}
-        attrs.set_user_attr(store.ATTR_METRICS, metrics)
-        attrs.set_user_attr(store.ATTR_TRAIN_SECONDS, round(time.monotonic() - live.started, 3))
+            attrs[store.ATTR_MAX_BUDGET] = target
+        attrs[store.ATTR_METRICS] = {k: v for k, v in result.items()
+                                     if k not in _RAY_KEYS and not k.startswith("config/") and is_finite(v)}
+        attrs[store.ATTR_TRAIN_SECONDS] = round(time.monotonic() - live.started, 3)
         short = target is not None and budget < target
         if self._deadline is not None and time.monotonic() >= self._deadline and (target is None or short):
-            self._tell_fail(live, "stopped by budget.timeout before its last epoch", requeue=True)
+            if self.lost is None:
+                self._guarded(self._give_up, [live], "stopped by budget.timeout before its last epoch")
             return
         stopped_early = short or (target is None and trial_id in self._stopped)
         self._forget_checkpoints(live)
-        try:
-            if stopped_early:
-                self._study.tell(live.trial, state=TrialState.PRUNED)
-            else:
-                self._study.tell(live.trial, values if len(values) > 1 else values[0])
-        except RuntimeError as exc:
-            # GridSampler calls Study.stop() once the grid is covered; outside optimize() that raises
-            # after the trial is stored. The searcher stops by counting, so this is not an error.
-            if "Study.stop" not in str(exc):
-                logger.warning("could not store trial %d: %s", live.trial.number, exc)
-        except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
-            logger.warning("could not store trial %d: %s", live.trial.number, exc)
-        self.changed += 1
+        if stopped_early:
+            self._tell(live, TrialState.PRUNED, None, attrs)
+        else:
+            self._tell(live, TrialState.COMPLETE, values, attrs)
 
-    def _tell_fail(self, live: _Live, reason: str, requeue: bool = False) -> None:
-        retry = store.ATTR_RETRY_OF in (live.trial.user_attrs or {})
-        try:
-            live.trial.set_user_attr(store.ATTR_FAIL_REASON, reason[:1000])
-            if live.reports:
-                live.trial.set_user_attr(store.ATTR_BUDGET, max(live.reports))
-            if requeue and not retry:
-                live.trial.set_user_attr(store.ATTR_REQUEUED, True)
-            self._study.tell(live.trial, state=TrialState.FAIL)
-        except RuntimeError as exc:
-            if "Study.stop" not in str(exc):
-                logger.warning("could not store trial %d: %s", live.trial.number, exc)
-                return
-        except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
-            logger.warning("could not store trial %d: %s", live.trial.number, exc)
-            return
-        if not requeue:
-            self._forget_checkpoints(live)  # the trial's own failure: no retry continues from them
-        if requeue and not retry:
-            retry_attrs = {store.ATTR_RETRY_OF: live.trial.number}
-            self._study.enqueue_trial(dict(live.trial.params), user_attrs=retry_attrs)
-        self.changed += 1
+    def _tell(self, live: _Live, state: TrialState, values: list[float] | None,
+              attrs: dict[str, Any]) -> None:
+        """Store the trial's outcome, checking first that it is still this runner's (see the class)."""
+        if self._guarded(self._tell_once, live, state, values, attrs) is not None:
+            self.changed += 1
 
-
+    def _tell_once(self, live: _Live, state: TrialState, values: list[float] | None,
+                   attrs: dict[str, Any]) -> bool:
+        study = self._study
+        rdb: Any = getattr(study._storage, "_backend", study._storage)
+        trial_id = live.trial._trial_id
+        current = rdb.get_trial(trial_id)
+        if current.state == TrialState.RUNNING:
+            try:
+                for key, value in attrs.items():
+                    rdb.set_trial_user_attr(trial_id, key, value)
+                for step, reported in live.reports.items():  # those an outage kept from the store
+                    value = reported[0]
+                    if len(self._objectives) == 1 and is_finite(value) and \
+                            step not in current.intermediate_values:
+                        rdb.set_trial_intermediate_value(trial_id, step, float(value))
+                told = values if values is None or len(values) > 1 else values[0]
+                study.tell(live.trial, told, state=state)
+                return True
+            except RuntimeError as exc:
+                # GridSampler calls Study.stop() once the grid is covered; outside optimize() that
+                # raises after the trial is stored. The searcher stops by counting: not an error.
+                if "Study.stop" not in str(exc):
+                    raise
+                return True
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+                if isinstance(exc, ValueError) and "Cannot tell" not in str(exc):
+                    raise
+                current = rdb.get_trial(trial_id)  # given up by another runner just now
+        if current.state != TrialState.FAIL or not current.user_attrs.get(store.ATTR_ORPHANED):
+            return True  # already stored (a tell retried after its reply was lost)
+        if state == TrialState.FAIL:
+            return True  # it failed anyway; the retry another runner enqueued will run the point
+        with store.study_lock(study):
+            message = store.store_late_result(study, trial_id, state, values, attrs,
+                                              {s: float(v[0]) for s, v in live.reports.items()
+                                               if len(self._objectives) == 1 and is_finite(v[0])},
+                                              self._runner, self._n_trials)
+        self._warn(message)
+        return True
