@@ -1,0 +1,281 @@
+"""Fault drills: real ``genft-search run`` processes (each with its own local Ray) on a sleep trainable,
+on SQLite and PostgreSQL, with the faults a shared study meets in practice.
+
+- a runner "on another host" whose clock is ten minutes ahead joins a live runner's study: it takes none
+  of the live runner's trials (liveness is judged on the database's clock);
+- PostgreSQL behind a TCP proxy is cut for 10 s mid-trial: the runner finishes, exit 0, nothing RUNNING;
+- the store gone for longer than ``GENFT_STORE_RETRY_S``: exit 3 and one line; the next run recovers;
+- two runners with the same seeded sampler: no point is evaluated twice, exactly ``n_trials``;
+- a runner SIGKILLed mid-trial while another runs: the survivor finishes the study at exactly ``n_trials``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from genft_search import store
+from tests.support.engine import PG_HOST, PG_PORT, REPO, run_cli, toy_study
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.slow
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'faults.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def _study_file(tmp_path: Path, name: str, *, n_trials: int, epochs: int = 4, sleep: float = 1.0,
+                sampler: dict[str, Any] | None = None) -> Path:
+    doc = toy_study(name, trainable="tests.support.sleep_trainable:train",
+                    params={"x": {"float": [0.0, 1.0]}}, fixed={"epochs": epochs, "sleep": sleep},
+                    sampler=sampler or {"name": "random", "seed": 1}, budget={"n_trials": n_trials},
+                    resources={"cpu": 2})  # one trial at a time per runner
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _start(args: list[str], log: Path, env: dict[str, str] | None = None,
+           module: str = "genft_search") -> subprocess.Popen[bytes]:
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", module, *args], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=REPO, env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    rdb = optuna.storages.RDBStorage(url)
+    try:
+        return optuna.load_study(study_name=name, storage=rdb).get_trials()
+    except KeyError:
+        return []
+    finally:
+        rdb.engine.dispose()
+
+
+def _wait_for(predicate: Callable[[], Any], procs: list[subprocess.Popen[bytes]],
+              timeout: float = 240.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        for proc in procs:
+            assert proc.poll() is None, "a runner ended before the drill's moment came"
+        time.sleep(0.3)
+    pytest.fail("timed out waiting for the drill's moment")
+
+
+def _kill(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+
+
+def _owner_pid(trial: optuna.trial.FrozenTrial) -> int | None:
+    runner = store.Runner.parse(trial.system_attrs.get(store.ATTR_RUNNER, ""))
+    return runner.pid if runner else None
+
+
+def _assert_exact(trials: list[optuna.trial.FrozenTrial], n_trials: int) -> None:
+    states = [t.state for t in trials]
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states, states
+    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+               or (t.state == TrialState.FAIL and not t.user_attrs.get(store.ATTR_ORPHANED))]
+    assert len(counted) == n_trials, [(t.number, t.state.name, t.user_attrs) for t in trials]
+
+
+def test_runner_on_another_host_with_a_skewed_clock_takes_no_live_trial(any_url, unique_name, tmp_path):
+    """Liveness used to compare the other host's ``time.time()`` with the live runner's heartbeat: a clock
+    ten minutes ahead made the live runner look dead, and its running trial was failed and retried."""
+    n_trials = 4
+    path = _study_file(tmp_path, unique_name, n_trials=n_trials, epochs=4, sleep=1.5)
+    name = f"{unique_name}/a"
+    live = _start(["run", str(path), "--storage", any_url, "--quiet"], tmp_path / "live.log")
+    procs = [live]
+    try:
+        def live_trial_mid_way() -> list[int]:
+            return [t.number for t in _trials(any_url, name)
+                    if t.state == TrialState.RUNNING and t.intermediate_values]
+
+        running = _wait_for(live_trial_mid_way, procs)
+        other = _start(["run", str(path), "--storage", any_url, "--quiet"], tmp_path / "other.log",
+                       env={"GENFT_TEST_HOST": "other-host.invalid", "GENFT_TEST_CLOCK_OFFSET_S": "600"},
+                       module="tests.support.fault_runner")
+        procs.append(other)
+        codes = [p.wait(timeout=600) for p in procs]
+    finally:
+        _kill(procs)
+    logs = {n: (tmp_path / f"{n}.log").read_text() for n in ("live", "other")}
+    assert codes == [0, 0], logs
+    trials = _trials(any_url, name)
+    _assert_exact(trials, n_trials)
+    assert all(t.state == TrialState.COMPLETE for t in trials), [(t.number, t.user_attrs) for t in trials]
+    assert len(trials) == n_trials, "no trial was given up (so none was retried)"
+    by_number = {t.number: t for t in trials}
+    for number in running:
+        assert _owner_pid(by_number[number]) == live.pid
+    hosts = {store.Runner.parse(t.system_attrs[store.ATTR_RUNNER]).host for t in trials}  # type: ignore[union-attr]
+    assert "other-host.invalid" in hosts, "the second runner took part"
+    assert all("Traceback" not in text for text in logs.values())
+
+
+@pytest.fixture
+def pg_proxy(pg_url: str) -> Any:
+    with TcpProxy((PG_HOST, PG_PORT)) as proxy:
+        yield proxy, pg_url.replace(f"@{PG_HOST}:{PG_PORT}/", f"@127.0.0.1:{proxy.port}/")
+
+
+@pytest.mark.postgres
+def test_postgres_cut_for_10s_mid_trial(pg_proxy, pg_url, unique_name, tmp_path):
+    proxy, url = pg_proxy
+    n_trials = 3
+    path = _study_file(tmp_path, unique_name, n_trials=n_trials, epochs=4, sleep=1.0)
+    name = f"{unique_name}/a"
+    runner = _start(["run", str(path), "--storage", url], tmp_path / "run.log")
+    try:
+        _wait_for(lambda: [t for t in _trials(pg_url, name)
+                           if t.state == TrialState.RUNNING and t.intermediate_values], [runner])
+        cut_at, before = time.monotonic(), proxy.connections
+        with proxy.down():
+            time.sleep(10)
+        outage = time.monotonic() - cut_at
+        code = runner.wait(timeout=600)
+        assert proxy.connections > before, "the runner reconnected after the outage"
+    finally:
+        _kill([runner])
+    log = (tmp_path / "run.log").read_text()
+    assert code == 0, log
+    assert outage >= 10
+    assert "Traceback" not in log and "warning" not in log, log
+    trials = _trials(pg_url, name)
+    _assert_exact(trials, n_trials)
+    assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) == n_trials
+    assert all(sorted(t.intermediate_values) == [1, 2, 3, 4] for t in trials), "no epoch was lost"
+    assert f"{name}: {n_trials} finished ({n_trials} complete, 0 pruned, 0 failed)" in log
+
+
+@pytest.mark.postgres
+def test_store_gone_longer_than_the_window_ends_with_exit_3_and_one_line(pg_proxy, pg_url, unique_name,
+                                                                       tmp_path):
+    proxy, url = pg_proxy
+    n_trials = 3
+    path = _study_file(tmp_path, unique_name, n_trials=n_trials, epochs=4, sleep=1.0)
+    name = f"{unique_name}/a"
+    runner = _start(["run", str(path), "--storage", url, "--quiet"], tmp_path / "run.log",
+                    env={store.STORE_RETRY_ENV: "4"})
+    try:
+        _wait_for(lambda: [t for t in _trials(pg_url, name)
+                           if t.state == TrialState.RUNNING and t.intermediate_values], [runner])
+        proxy.cut()
+        cut_at = time.monotonic()
+        code = runner.wait(timeout=300)
+        ended_after = time.monotonic() - cut_at
+    finally:
+        proxy.restore()
+        _kill([runner])
+    log = (tmp_path / "run.log").read_text()
+    assert code == 3, log
+    lines = [ln for ln in log.splitlines() if ln.strip()]
+    assert len(lines) == 1, log
+    assert lines[0].startswith("genft-search: error: storage: the study store postgresql+psycopg://")
+    assert "has been unreachable for 4 s" in lines[0] and "run the same command again" in lines[0]
+    assert ended_after < 60, ended_after
+    left = [t for t in _trials(pg_url, name) if t.state == TrialState.RUNNING]
+    assert left, "the lost runner's trial stays RUNNING for the next run to recover"
+
+    again = run_cli("run", str(path), "--storage", url, "--quiet", cwd=REPO)
+    assert again.returncode == 0, again.stdout + again.stderr
+    trials = _trials(pg_url, name)
+    _assert_exact(trials, n_trials)
+    for trial in left:
+        recovered = next(t for t in trials if t.number == trial.number)
+        assert recovered.state == TrialState.FAIL and recovered.user_attrs[store.ATTR_ORPHANED]
+        assert any(t.user_attrs.get(store.ATTR_RETRY_OF) == trial.number and t.state == TrialState.COMPLETE
+                   for t in trials)
+
+
+def test_two_seeded_runners_never_evaluate_a_point_twice(any_url, unique_name, tmp_path):
+    n_trials = 6
+    path = _study_file(tmp_path, unique_name, n_trials=n_trials, epochs=2, sleep=0.5,
+                       sampler={"name": "tpe", "seed": 1})
+    name = f"{unique_name}/a"
+    procs = [_start(["run", str(path), "--storage", any_url, "--quiet"], tmp_path / f"r{i}.log")
+             for i in range(2)]
+    try:
+        codes = [p.wait(timeout=600) for p in procs]
+    finally:
+        _kill(procs)
+    logs = [(tmp_path / f"r{i}.log").read_text() for i in range(2)]
+    assert codes == [0, 0], logs
+    trials = _trials(any_url, name)
+    _assert_exact(trials, n_trials)
+    assert len(trials) == n_trials
+    points = [t.params["x"] for t in trials]
+    assert len(set(points)) == n_trials, points
+    seeds = {t.system_attrs[store.ATTR_SAMPLER_SEED] for t in trials}
+    owners = {_owner_pid(t) for t in trials}
+    assert len(owners) == 2 and len(seeds) == 2, (owners, seeds)
+    assert 1 in seeds, "the study's first run uses the file's own seed"
+
+    # resumed with a larger budget: new points again, under a third seed
+    more = run_cli("run", str(path), "--storage", any_url, "--quiet", "--n-trials", "9", cwd=REPO)
+    assert more.returncode == 0, more.stderr
+    trials = _trials(any_url, name)
+    assert len(trials) == 9 and len({t.params["x"] for t in trials}) == 9
+    assert len({t.system_attrs[store.ATTR_SAMPLER_SEED] for t in trials}) == 3
+
+
+def test_survivor_finishes_a_killed_runners_work(any_url, unique_name, tmp_path):
+    n_trials = 6
+    path = _study_file(tmp_path, unique_name, n_trials=n_trials, epochs=4, sleep=1.0)
+    name = f"{unique_name}/a"
+    procs = [_start(["run", str(path), "--storage", any_url, "--quiet"], tmp_path / f"r{i}.log")
+             for i in range(2)]
+    doomed, survivor = procs
+    try:
+        def doomed_mid_trial() -> list[int]:
+            trials = _trials(any_url, name)
+            mine = [t.number for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
+                    and _owner_pid(t) == doomed.pid]
+            theirs = [t for t in trials if _owner_pid(t) == survivor.pid]
+            return mine if theirs else []
+
+        orphaned = _wait_for(doomed_mid_trial, procs)
+        os.killpg(doomed.pid, signal.SIGKILL)  # the runner and its local Ray, like a machine crash
+        doomed.wait(timeout=60)
+        killed_at = time.monotonic()
+        code = survivor.wait(timeout=600)
+        took = time.monotonic() - killed_at
+    finally:
+        _kill(procs)
+    log = (tmp_path / "r1.log").read_text()
+    assert code == 0, log
+    assert "Traceback" not in log
+    trials = _trials(any_url, name)
+    _assert_exact(trials, n_trials)
+    for number in orphaned:
+        dead = next(t for t in trials if t.number == number)
+        assert dead.state == TrialState.FAIL and "died while the trial was RUNNING" in dead.user_attrs[
+            store.ATTR_FAIL_REASON]
+        retry = [t for t in trials if t.user_attrs.get(store.ATTR_RETRY_OF) == number]
+        assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == dead.params
+        assert _owner_pid(retry[0]) == survivor.pid
+    print(f"survivor finished {took:.1f} s after the kill")
