@@ -105,8 +105,8 @@ def _assert_exact(trials: list[optuna.trial.FrozenTrial], n_trials: int) -> None
 def test_runner_on_another_host_with_a_skewed_clock_takes_no_live_trial(any_url, unique_name, tmp_path):
     """Liveness used to compare the other host's ``time.time()`` with the live runner's heartbeat: a clock
     ten minutes ahead made the live runner look dead, and its running trial was failed and retried."""
-    n_trials = 4
-    path = _study_file(tmp_path, unique_name, n_trials=n_trials, epochs=4, sleep=1.5)
+    n_trials = 6
+    path = _study_file(tmp_path, unique_name, n_trials=n_trials, epochs=4, sleep=2.0)
     name = f"{unique_name}/a"
     live = _start(["run", str(path), "--storage", any_url, "--quiet"], tmp_path / "live.log")
     procs = [live]
