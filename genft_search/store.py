@@ -297,6 +297,9 @@ def open_storage(url: str, *, create: bool = True, source: str = "storage") -> R
         if backend == "postgresql":
             with _pg_schema_lock(url, engine_kwargs):
                 return RDBStorage(url, engine_kwargs=engine_kwargs)
+        if path is not None and create:
+            with _file_lock(f"{path.resolve()}::schema"):  # runners creating one new file together
+                return RDBStorage(url, engine_kwargs=engine_kwargs)
         return RDBStorage(url, engine_kwargs=engine_kwargs)
     except (sa_exc.SQLAlchemyError, ImportError, OSError, RuntimeError) as exc:
         reason = getattr(exc, "orig", None) or exc
@@ -374,6 +377,19 @@ def _pg_schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Iterator[None]:
                 conn.commit()
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _file_lock(name: str) -> Iterator[None]:
+    digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+    lock_dir = Path(tempfile.gettempdir()) / "genft-search-locks"
+    lock_dir.mkdir(exist_ok=True)
+    with open(lock_dir / f"{digest}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _lock_key(name: str) -> int:
