@@ -279,3 +279,49 @@ def test_survivor_finishes_a_killed_runners_work(any_url, unique_name, tmp_path)
         assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == dead.params
         assert _owner_pid(retry[0]) == survivor.pid
     print(f"survivor finished {took:.1f} s after the kill")
+
+
+def test_a_result_finished_after_another_runner_gave_its_trial_up_is_kept(sqlite_url, unique_name, tmp_path,
+                                                                       ray_local, capfd):
+    """Another runner judges this one dead mid-trial (say its heartbeats could not reach the store) and
+    gives the trial up; when the trial then finishes, its result goes on the retry, with one warning."""
+    import threading
+
+    from genft_search.config import load_study_config
+    from genft_search.tune import run_study
+
+    path = _study_file(tmp_path, unique_name, n_trials=2, epochs=3, sleep=1.0)
+    name = f"{unique_name}/a"
+    given_up: list[int] = []
+
+    def give_up_mid_trial() -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            running = [t for t in _trials(sqlite_url, name)
+                       if t.state == TrialState.RUNNING and t.intermediate_values]
+            if running:
+                rdb = optuna.storages.RDBStorage(sqlite_url)
+                study = optuna.load_study(study_name=name, storage=rdb)
+                with store.study_lock(study):
+                    if store.give_up_trial(study, running[0], "runner judged dead by the drill"):
+                        given_up.append(running[0].number)
+                rdb.engine.dispose()
+                return
+            time.sleep(0.2)
+
+    other = threading.Thread(target=give_up_mid_trial, daemon=True)
+    other.start()
+    study = run_study(load_study_config(path), storage=sqlite_url, progress=False)["a"]
+    other.join(timeout=5)
+    assert given_up == [0]
+    warnings = [ln for ln in capfd.readouterr().err.splitlines() if ln.startswith("genft-search: warning:")]
+    assert warnings == ["genft-search: warning: trial 0 was given up by another runner while this one ran it "
+                        "(runner judged dead by the drill); its result is stored on its retry, trial 1"]
+    trials = study.get_trials()
+    _assert_exact(trials, 2)
+    first, retry = trials[0], trials[1]
+    assert first.state == TrialState.FAIL and first.user_attrs[store.ATTR_ORPHANED]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs[store.ATTR_RETRY_OF] == 0
+    assert retry.params == first.params and sorted(retry.intermediate_values) == [1, 2, 3]
+    assert retry.user_attrs[store.ATTR_BUDGET] == 3
+    assert retry.value == pytest.approx(1.0 - (first.params["x"] - 0.3) ** 2 + 0.03)
