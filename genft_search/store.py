@@ -55,7 +55,6 @@ __all__ = [
     "find_studies",
     "find_study",
     "give_up_trial",
-    "is_transient",
     "open_storage",
     "probe_storage",
     "recover_stale_trials",
@@ -496,7 +495,7 @@ def store_retry_window() -> float:
     return _env_seconds(STORE_RETRY_ENV, DEFAULT_STORE_RETRY_S)
 
 
-def is_transient(exc: BaseException) -> bool:
+def _is_transient(exc: BaseException) -> bool:
     """A store error that a later attempt may not have: refused, reset or closed connections, timeouts,
     SQLite's "database is locked" (Optuna wraps them all as ``StorageInternalError``)."""
     from sqlalchemy import exc as sa_exc
@@ -540,7 +539,7 @@ def retrying(call: Any, *args: Any, storage: Any = None, window: float | None = 
         try:
             return call(*args, **kwargs)
         except Exception as exc:
-            if not is_transient(exc):
+            if not _is_transient(exc):
                 raise
             now = time.monotonic()
             first = now if first is None else first

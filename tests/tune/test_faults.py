@@ -170,6 +170,7 @@ def test_postgres_cut_for_10s_mid_trial(pg_proxy, pg_url, unique_name, tmp_path)
     assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) == n_trials
     assert all(sorted(t.intermediate_values) == [1, 2, 3, 4] for t in trials), "no epoch was lost"
     assert f"{name}: {n_trials} finished ({n_trials} complete, 0 pruned, 0 failed)" in log
+    print(f"outage {outage:.1f} s; reconnections {proxy.connections - before}")
 
 
 @pytest.mark.postgres
@@ -198,6 +199,7 @@ def test_store_gone_longer_than_the_window_ends_with_exit_3_and_one_line(pg_prox
     assert lines[0].startswith("genft-search: error: storage: the study store postgresql+psycopg://")
     assert "has been unreachable for 4 s" in lines[0] and "run the same command again" in lines[0]
     assert ended_after < 60, ended_after
+    print(f"runner ended {ended_after:.1f} s after the cut (window 4 s)")
     left = [t for t in _trials(pg_url, name) if t.state == TrialState.RUNNING]
     assert left, "the lost runner's trial stays RUNNING for the next run to recover"
 
