@@ -376,3 +376,16 @@ def test_postgres_schema_created_once_by_concurrent_runners(pg_base_url):
         with admin.connect() as conn:
             conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_connections_notice_a_dead_network(pg_url):
+    storage = store.open_storage(pg_url)
+    try:
+        assert storage.engine.pool._pre_ping
+        with storage.engine.connect() as conn:
+            params = conn.connection.driver_connection.info.get_parameters()
+        assert params["keepalives"] == "1" and params["tcp_user_timeout"] == "30000"
+        assert params["keepalives_idle"] == "10" and params["connect_timeout"] == "10"
+    finally:
+        storage.engine.dispose()
