@@ -270,11 +270,12 @@ def clean_runs(root: str, now: float | None = None) -> list[str]:
     for folder in base.iterdir():
         if not folder.is_dir() or not re.search(r"-[0-9a-f]{12}$", folder.name):
             continue
-        marker = folder / RUNNER_FILE
-        owner = store.Runner.parse(marker.read_text()) if marker.is_file() else None
-        alive = owner.alive_locally() if owner is not None else None
-        if alive is None:
-            with contextlib.suppress(OSError):
+        alive: bool | None = True
+        with contextlib.suppress(OSError):  # unreadable: somebody else's, left alone
+            marker = folder / RUNNER_FILE
+            owner = store.Runner.parse(marker.read_text()) if marker.is_file() else None
+            alive = owner.alive_locally() if owner is not None else None
+            if alive is None:
                 newest = max([p.stat().st_mtime for p in folder.rglob("*")] + [folder.stat().st_mtime])
                 alive = now - newest < STALE_RUN_AGE_S
         if alive is False:
