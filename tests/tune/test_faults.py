@@ -105,7 +105,7 @@ def _assert_exact(trials: list[optuna.trial.FrozenTrial], n_trials: int) -> None
 def test_runner_on_another_host_with_a_skewed_clock_takes_no_live_trial(any_url, unique_name, tmp_path):
     """Liveness used to compare the other host's ``time.time()`` with the live runner's heartbeat: a clock
     ten minutes ahead made the live runner look dead, and its running trial was failed and retried."""
-    n_trials = 6
+    n_trials = 8
     path = _study_file(tmp_path, unique_name, n_trials=n_trials, epochs=4, sleep=2.0)
     name = f"{unique_name}/a"
     live = _start(["run", str(path), "--storage", any_url, "--quiet"], tmp_path / "live.log")
@@ -120,6 +120,21 @@ def test_runner_on_another_host_with_a_skewed_clock_takes_no_live_trial(any_url,
                        env={"GENFT_TEST_HOST": "other-host.invalid", "GENFT_TEST_CLOCK_OFFSET_S": "600"},
                        module="tests.support.fault_runner")
         procs.append(other)
+
+        def other_beats_beside_a_live_trial() -> tuple[bool]:
+            rdb = optuna.storages.RDBStorage(any_url)
+            try:
+                study = optuna.load_study(study_name=name, storage=rdb)
+                attrs = rdb.get_study_system_attrs(study._study_id)
+                beats = [k for k in attrs if "other-host.invalid" in k]
+                live_running = any(t.state == TrialState.RUNNING and _owner_pid(t) == live.pid
+                                   for t in study.get_trials())
+            finally:
+                rdb.engine.dispose()
+            return (live_running,) if beats else ()  # type: ignore[return-value]
+
+        (overlapped,) = _wait_for(other_beats_beside_a_live_trial, procs)
+        assert overlapped, "the other runner started when the live runner had no trial running"
         codes = [p.wait(timeout=600) for p in procs]
     finally:
         _kill(procs)
