@@ -6,6 +6,7 @@ several runners on one store rely on, and the two backends lock differently.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -225,8 +226,10 @@ def test_late_result_without_retry_is_a_new_trial_within_n_trials(rdb, unique_na
     assert "already" in line and store.state_counts(study)["finished"] == 1
 
 
-def test_study_lock_has_a_deadline_naming_the_holder(rdb, unique_name):
+def test_study_lock_has_a_deadline_naming_the_holder(rdb, unique_name, monkeypatch):
     from genft_search.errors import StoreUnavailable
+
+    monkeypatch.setenv("GENFT_LOCK_TIMEOUT_S", "0.5")
 
     name = f"{unique_name}/a"
     held, release = threading.Event(), threading.Event()
@@ -242,12 +245,15 @@ def test_study_lock_has_a_deadline_naming_the_holder(rdb, unique_name):
     start = time.monotonic()
     try:
         with pytest.raises(StoreUnavailable, match=r"study lock of .* has been held by another") as info, \
-                store.study_lock(rdb, name, timeout=0.5):
+                store.study_lock(rdb, name):
             pass
     finally:
         release.set()
         holder.join()
     assert 0.5 <= time.monotonic() - start < 3.0 and "\n" not in str(info.value)
+    assert "more than 0.5 s" in str(info.value)
+    if rdb.engine.dialect.name == "postgresql":
+        assert re.search(r"\(PostgreSQL backend pid \d+\)", str(info.value)), info.value
     with store.study_lock(rdb, name, timeout=0.5):  # free again
         pass
 
