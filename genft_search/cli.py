@@ -164,8 +164,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from genft_search import store
 
     for study in studies.values():
-        counts = store.retrying(store.state_counts, study, storage=study._storage)
-        best = store.retrying(store.best_trials, study, storage=study._storage)
+        counts = store.retrying(store.state_counts, study, storage=study)
+        best = store.retrying(store.best_trials, study, storage=study)
         shown = ""
         if len(best) == 1 and best[0].value is not None:
             shown = f", best {best[0].value:.6g} (trial {best[0].number})"

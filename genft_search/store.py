@@ -54,6 +54,7 @@ __all__ = [
     "db_now",
     "find_studies",
     "find_study",
+    "fresh_trial",
     "give_up_trial",
     "open_storage",
     "probe_storage",
@@ -71,6 +72,7 @@ __all__ = [
     "tag_runner",
     "trial_config",
     "trial_records",
+    "write_trial",
 ]
 
 DEFAULT_STORAGE = "sqlite:///genft_studies.db"
@@ -527,7 +529,8 @@ def _reason(exc: BaseException) -> str:
 
 def retrying(call: Any, *args: Any, storage: Any = None, window: float | None = None, **kwargs: Any) -> Any:
     """``call(*args, **kwargs)``, retried with back-off (0.5 s doubling to 10 s) while it fails with a
-    transient store error, for up to ``window`` seconds (:func:`store_retry_window`).
+    transient store error, for up to ``window`` seconds (:func:`store_retry_window`). ``storage`` (the
+    storage or a study on it) names the store in the error.
 
     Raises:
         StoreUnavailable: the store stayed away for the whole window (one line, password redacted).
@@ -545,7 +548,8 @@ def retrying(call: Any, *args: Any, storage: Any = None, window: float | None = 
             first = now if first is None else first
             left = first + window - now
             if left <= 0:
-                url = str(getattr(getattr(storage, "_backend", storage), "url", "") or "")
+                target = getattr(storage, "_storage", storage)  # a study, or its storage
+                url = str(getattr(getattr(target, "_backend", target), "url", "") or "")
                 where = f" {redact_url(url)}" if url else ""
                 raise StoreUnavailable(
                     f"storage: the study store{where} has been unreachable for {window:g} s "
@@ -771,7 +775,27 @@ def recover_stale_trials(study: optuna.Study, grace: float = HEARTBEAT_GRACE_S,
     return recovered
 
 
-def store_late_result(study: optuna.Study, trial_id: int, state: TrialState, values: list[float] | None,
+def fresh_trial(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> FrozenTrial:
+    """``trial`` as the store holds it now (never a cached copy): another runner may have changed it."""
+    rdb: Any = getattr(study._storage, "_backend", study._storage)
+    found: FrozenTrial = rdb.get_trial(trial._trial_id)
+    return found
+
+
+def write_trial(study: optuna.Study, trial: optuna.Trial | FrozenTrial,
+                user_attrs: Mapping[str, Any] | None = None,
+                intermediate_values: Mapping[int, float] | None = None) -> None:
+    """Set user attrs and intermediate values of a running trial straight in the store (idempotent, so
+    a write an outage interrupted can simply be repeated)."""
+    rdb: Any = getattr(study._storage, "_backend", study._storage)
+    for key, value in (user_attrs or {}).items():
+        rdb.set_trial_user_attr(trial._trial_id, key, value)
+    for step, number in (intermediate_values or {}).items():
+        rdb.set_trial_intermediate_value(trial._trial_id, step, number)
+
+
+def store_late_result(study: optuna.Study, trial: optuna.Trial | FrozenTrial, state: TrialState,
+                      values: list[float] | None,
                       user_attrs: Mapping[str, Any], intermediate_values: Mapping[int, float],
                       runner: Runner, n_trials: int) -> str:
     """Keep the result of a trial that finished after another runner gave it up (it judged the owner dead).
@@ -782,7 +806,7 @@ def store_late_result(study: optuna.Study, trial_id: int, state: TrialState, val
     saying what happened.
     """
     rdb: Any = getattr(study._storage, "_backend", study._storage)
-    original = rdb.get_trial(trial_id)
+    original = rdb.get_trial(trial._trial_id)
     number = original.number
     why = original.user_attrs.get(ATTR_FAIL_REASON, "no reason stored")
     head = f"trial {number} was given up by another runner while this one ran it ({why})"

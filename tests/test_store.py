@@ -192,7 +192,7 @@ def test_late_result_goes_on_the_retry(rdb, unique_name):
     me = store.Runner.current()
     assert store.give_up_trial(study, study._storage.get_trial(trial._trial_id), "runner judged dead")
     with store.study_lock(study):
-        line = store.store_late_result(study, trial._trial_id, optuna.trial.TrialState.COMPLETE, [0.9],
+        line = store.store_late_result(study, trial, optuna.trial.TrialState.COMPLETE, [0.9],
                                        {"budget": 2}, {1: 0.3, 2: 0.9}, me, n_trials=3)
     trials = study.get_trials()
     retry = next(t for t in trials if t.user_attrs.get(store.ATTR_RETRY_OF) == trial.number)
@@ -214,14 +214,14 @@ def test_late_result_without_retry_is_a_new_trial_within_n_trials(rdb, unique_na
         store.give_up_trial(study, study._storage.get_trial(retry._trial_id), "runner judged dead")
     assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     with store.study_lock(study):
-        line = store.store_late_result(study, retry._trial_id, optuna.trial.TrialState.COMPLETE, [0.7],
+        line = store.store_late_result(study, retry, optuna.trial.TrialState.COMPLETE, [0.7],
                                        {"budget": 1}, {1: 0.7}, me, n_trials=1)
     assert line.endswith("its result is stored as a new trial with the same point")
     kept = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(kept) == 1 and kept[0].value == 0.7 and kept[0].params == retry.params
     assert kept[0].user_attrs[store.ATTR_RETRY_OF] == retry.number
     with store.study_lock(study):  # the study is full now: a second late result is not stored
-        line = store.store_late_result(study, first._trial_id, optuna.trial.TrialState.COMPLETE, [0.8],
+        line = store.store_late_result(study, first, optuna.trial.TrialState.COMPLETE, [0.8],
                                        {}, {}, me, n_trials=1)
     assert "already" in line and store.state_counts(study)["finished"] == 1
 

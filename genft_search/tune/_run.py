@@ -316,7 +316,7 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
         return index, store.state_counts(study)
 
     with store.Heartbeat(study, runner):
-        index, counts = store.retrying(start, storage=study._storage)
+        index, counts = store.retrying(start, storage=study)
         if counts["finished"] >= plan.n_trials:
             show()
             return

@@ -132,7 +132,7 @@ class OptunaSearcher(Searcher):
         if now < self._idle_until:
             return None
         try:
-            answer = store.retrying(self._ask, storage=self.study._storage)
+            answer = store.retrying(self._ask, storage=self.study)
         except StoreUnavailable as exc:
             self.lost = exc
             return self.FINISHED
@@ -216,7 +216,7 @@ class OptunaSearcher(Searcher):
         if self.lost is not None:
             return None
         try:
-            return store.retrying(call, *args, storage=self._study._storage)
+            return store.retrying(call, *args, storage=self._study)
         except StoreUnavailable as exc:
             self.lost = exc
         except Exception as exc:  # never into Ray, which would hide it
@@ -251,13 +251,12 @@ class OptunaSearcher(Searcher):
 
     def _give_up(self, lives: list[_Live], reason: str) -> None:
         study = self._study
-        rdb: Any = getattr(study._storage, "_backend", study._storage)
         with store.study_lock(study):
             for live in lives:
-                frozen = rdb.get_trial(live.trial._trial_id)
+                frozen = store.fresh_trial(study, live.trial)
                 if frozen.state == TrialState.RUNNING and live.reports:
                     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                        rdb.set_trial_user_attr(frozen._trial_id, store.ATTR_BUDGET, max(live.reports))
+                        store.write_trial(study, frozen, {store.ATTR_BUDGET: max(live.reports)})
                 if store.give_up_trial(study, frozen, reason):
                     self.changed += 1
 
@@ -297,8 +296,8 @@ class OptunaSearcher(Searcher):
         value = values[0]
         if len(self._objectives) == 1 and is_finite(value) and self.lost is None:
             try:
-                store.retrying(self._study._storage.set_trial_intermediate_value, live.trial._trial_id,
-                               step, float(value), storage=self._study._storage)
+                store.retrying(store.write_trial, self._study, live.trial, None, {step: float(value)},
+                               storage=self._study)
             except StoreUnavailable as exc:
                 self.lost = exc
             except Exception:  # given up meanwhile by another runner: the tell path says so
@@ -362,18 +361,13 @@ class OptunaSearcher(Searcher):
     def _tell_once(self, live: _Live, state: TrialState, values: list[float] | None,
                    attrs: dict[str, Any]) -> bool:
         study = self._study
-        rdb: Any = getattr(study._storage, "_backend", study._storage)
-        trial_id = live.trial._trial_id
-        current = rdb.get_trial(trial_id)
+        current = store.fresh_trial(study, live.trial)
         if current.state == TrialState.RUNNING:
             try:
-                for key, value in attrs.items():
-                    rdb.set_trial_user_attr(trial_id, key, value)
-                for step, reported in live.reports.items():  # those an outage kept from the store
-                    value = reported[0]
-                    if len(self._objectives) == 1 and is_finite(value) and \
-                            step not in current.intermediate_values:
-                        rdb.set_trial_intermediate_value(trial_id, step, float(value))
+                missing = {step: float(v[0]) for step, v in live.reports.items()  # an outage kept them out
+                           if len(self._objectives) == 1 and is_finite(v[0])
+                           and step not in current.intermediate_values}
+                store.write_trial(study, live.trial, attrs, missing)
                 told = values if values is None or len(values) > 1 else values[0]
                 study.tell(live.trial, told, state=state)
                 return True
@@ -386,13 +380,13 @@ class OptunaSearcher(Searcher):
             except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
                 if isinstance(exc, ValueError) and "Cannot tell" not in str(exc):
                     raise
-                current = rdb.get_trial(trial_id)  # given up by another runner just now
+                current = store.fresh_trial(study, live.trial)  # given up by another runner just now
         if current.state != TrialState.FAIL or not current.user_attrs.get(store.ATTR_ORPHANED):
             return True  # already stored (a tell retried after its reply was lost)
         if state == TrialState.FAIL:
             return True  # it failed anyway; the retry another runner enqueued will run the point
         with store.study_lock(study):
-            message = store.store_late_result(study, trial_id, state, values, attrs,
+            message = store.store_late_result(study, live.trial, state, values, attrs,
                                               {s: float(v[0]) for s, v in live.reports.items()
                                                if len(self._objectives) == 1 and is_finite(v[0])},
                                               self._runner, self._n_trials)
