@@ -53,6 +53,17 @@ def _study_arg(parser: argparse.ArgumentParser) -> None:
     _storage_flag(parser)
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (argparse turns the ValueError into its one-line usage error)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_positive_int.__name__ = "integer >= 1"  # what argparse names in "invalid <type> value"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Hyperparameter search and ablations for GenFT on Ray Tune + "
                                             "Optuna, with the study kept in an SQL store.")
@@ -71,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-space-change", action="store_true",
                    help="continue a study even though its search space or method changed")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--tasks-at-once", type=_positive_int, metavar="N",
+                   help="tasks of the file proposing trials at once in one Ray Tune experiment, so slots "
+                        "stay busy while any task has trials left (default: all; 1: one after another)")
 
     p = sub.add_parser("validate", help="check a study file without running or writing anything",
                        description="Check a study file, its data and its store, and say what run would do.")
@@ -160,7 +174,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_study_config(args.file)
     studies = run_study(config, storage=args.storage, n_trials=args.n_trials, address=args.address,
                         allow_space_change=args.allow_space_change, progress=not args.quiet,
-                        runs_dir=args.runs_dir)
+                        runs_dir=args.runs_dir, tasks_at_once=args.tasks_at_once)
     from genft_search import store
 
     for study in studies.values():

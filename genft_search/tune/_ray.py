@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from genft_search.tune._searcher import OptunaSearcher
 
 __all__ = ["cluster_concurrency", "cluster_fit", "ensure_ray", "fit_resources", "local_resources",
-           "make_callback", "recording_stops", "remove_run", "resolve_runs_dir", "snapshot", "tune_env"]
+           "make_callback", "recording_stops", "remove_run", "resolve_runs_dir", "snapshot", "total_snapshot",
+           "tune_env"]
 
 def _error_text(trial: Any) -> str:
     """The traceback Ray recorded for a failed trial ('' when there is none)."""
@@ -248,7 +249,9 @@ def remove_run(root: str, name: str) -> None:
 
 
 def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label: str, n_trials: int,
-                  objectives: list[Any]) -> Callback:
+                  objectives: list[Any], after: Callable[[], None] | None = None) -> Callback:
+    """The run's Ray callback for one study; ``after`` (several tasks at once) draws every line instead
+    of this study's own."""
     from ray import tune
 
     class _Events(tune.Callback):
@@ -286,7 +289,10 @@ def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label:
             if not force and now < self._next and searcher.changed == self._seen:
                 return
             self._seen, self._next = searcher.changed, now + 1.0
-            progress.update(snapshot(searcher._study, study_label, n_trials, objectives))
+            if after is not None:
+                after()
+            else:
+                progress.update(snapshot(searcher._study, study_label, n_trials, objectives))
 
     return _Events()
 
@@ -304,6 +310,15 @@ def snapshot(study: optuna.Study, label: str, n_trials: int, objectives: list[An
             best = f"{len(study.best_trials)} on the Pareto front"
     return Snapshot(label, counts["finished"], n_trials, counts["running"], counts["complete"],
                     counts["pruned"], counts["fail"] - _requeued(study), best)
+
+
+def total_snapshot(studies: list[optuna.Study], n_trials: int) -> Snapshot:
+    """The sum over the studies a run holds at once (the ``[total]`` line)."""
+    counts = [store.state_counts(study) for study in studies]
+    failed = sum(c["fail"] for c in counts) - sum(_requeued(study) for study in studies)
+    return Snapshot("total", sum(c["finished"] for c in counts), n_trials * len(studies),
+                    sum(c["running"] for c in counts), sum(c["complete"] for c in counts),
+                    sum(c["pruned"] for c in counts), failed)
 
 
 def _requeued(study: optuna.Study) -> int:

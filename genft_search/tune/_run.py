@@ -7,6 +7,7 @@ Nothing is written before everything is checked: the plan (file, space, trainabl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from genft_search.tune._ray import (
     remove_run,
     resolve_runs_dir,
     snapshot,
+    total_snapshot,
     tune_env,
 )
 
@@ -174,7 +176,8 @@ def run_study(config: StudyConfig, *, storage: str | None = None, n_trials: int 
               address: str | None = None, allow_space_change: bool = False,
               trainable: Callable[[dict[str, Any]], None] | None = None,
               progress: bool = True,
-              runs_dir: str | os.PathLike[str] | None = None) -> dict[str, optuna.Study]:
+              runs_dir: str | os.PathLike[str] | None = None,
+              tasks_at_once: int | None = None) -> dict[str, optuna.Study]:
     """Run (or resume) the study of each task of ``config``.
 
     Args:
@@ -187,6 +190,8 @@ def run_study(config: StudyConfig, *, storage: str | None = None, n_trials: int 
         progress: show the progress line.
         runs_dir: trial checkpoints and Ray's experiment state (``--runs-dir``; else ``$GENFT_RUNS_DIR``);
             on a cluster, storage every node reaches.
+        tasks_at_once: how many tasks propose trials at once in the file's one Ray Tune experiment
+            (``--tasks-at-once``; default all, so the cluster stays busy; 1 runs them one after another).
 
     Returns:
         ``{task: optuna.Study}``.
@@ -196,13 +201,14 @@ def run_study(config: StudyConfig, *, storage: str | None = None, n_trials: int 
     """
     plan = plan_study(config, n_trials=n_trials, check_data=trainable is None, trainable=trainable)
     return run_plan(plan, storage=storage, address=address, allow_space_change=allow_space_change,
-                    progress=progress, runs_dir=runs_dir)
+                    progress=progress, runs_dir=runs_dir, tasks_at_once=tasks_at_once)
 
 
 def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = None,
              address: str | None = None, allow_space_change: bool = False,
              progress: bool = True,
-             runs_dir: str | os.PathLike[str] | None = None) -> dict[str, optuna.Study]:
+             runs_dir: str | os.PathLike[str] | None = None,
+             tasks_at_once: int | None = None) -> dict[str, optuna.Study]:
     """Run (or resume) one or several planned studies with one Ray instance.
 
     Args:
@@ -212,6 +218,7 @@ def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = No
         allow_space_change: continue existing studies with another (compatible) space.
         progress: show the progress line.
         runs_dir: trial checkpoints and Ray's experiment state (see :func:`run_study`).
+        tasks_at_once: see :func:`run_study`.
 
     Returns:
         ``{task: optuna.Study}`` over all plans.
@@ -237,6 +244,7 @@ def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = No
     runner = store.Runner.current()
     storages: dict[str, optuna.storages.RDBStorage] = {}
     studies: dict[str, optuna.Study] = {}
+    pending: dict[int, tuple[StudyPlan, list[tuple[optuna.Study, str]]]] = {}
     try:
         for plan, task, url, study in work:
             config = plan.config
@@ -254,7 +262,13 @@ def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = No
                 storages[url] = store.open_storage(url, create=True, source=f"{config.source}: storage")
             study = _create_or_update(plan, storages[url], task, study)
             studies[task] = study
-            _run_task(plan, study, task, runner, cluster_concurrency(config), progress, runs_dir)
+            pending.setdefault(id(plan), (plan, []))[1].append((study, task))
+        for plan, items in pending.values():
+            # every task of a file in one experiment (at most tasks_at_once proposing), or one by one
+            batches = [items] if tasks_at_once != 1 else [[item] for item in items]
+            for batch in batches:
+                _run_tasks(plan, batch, runner, cluster_concurrency(plan.config), progress, runs_dir,
+                           tasks_at_once)
         return studies
     finally:
         if started_ray:
@@ -277,36 +291,73 @@ def _shared(scheduler: Any, study: optuna.Study, searcher: Any) -> Any:
     return scheduler
 
 
-def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Runner, concurrency: int,
-              show_progress: bool, runs_dir: str | os.PathLike[str] | None = None) -> None:
+def _run_tasks(plan: StudyPlan, items: Sequence[tuple[optuna.Study, str]], runner: store.Runner,
+               concurrency: int, show_progress: bool, runs_dir: str | os.PathLike[str] | None = None,
+               tasks_at_once: int | None = None) -> None:
+    """Run the studies of ``items`` (one per task of ``plan``) in one Ray Tune experiment.
+
+    One task is one searcher, scheduler and callback, as Ray Tune knows them; several are routed
+    through :mod:`genft_search.tune._at_once` so every slot stays busy while any task has trials left.
+    """
     from ray import tune
 
     from genft_search.tune._searcher import OptunaSearcher
 
     config = plan.config
-    line = ProgressLine(enabled=show_progress)
-    with store.Heartbeat(study, runner):
-        with store.study_lock(study):
-            store.recover_stale_trials(study)
-        counts = store.state_counts(study)
-        if counts["finished"] >= plan.n_trials:
-            line.update(snapshot(study, study.study_name, plan.n_trials, config.objectives), force=True)
-            line.close()
+    several = len(items) > 1
+    lines = {task: ProgressLine(enabled=show_progress, in_place=not several) for _, task in items}
+    total = ProgressLine(enabled=show_progress and several, in_place=False)
+
+    def show(force: bool = False) -> None:
+        for study, task in items:
+            lines[task].update(snapshot(study, study.study_name, plan.n_trials, config.objectives), force)
+        if several:
+            total.update(total_snapshot([study for study, _ in items], plan.n_trials), force)
+
+    with contextlib.ExitStack() as beating:
+        for study, _ in items:
+            beating.enter_context(store.Heartbeat(study, runner))
+        left = []
+        for study, task in items:
+            with store.study_lock(study):
+                store.recover_stale_trials(study)
+            if store.state_counts(study)["finished"] < plan.n_trials:
+                left.append((study, task))
+        if not left:
+            show(force=True)
+            for line in [*lines.values(), total]:
+                line.close()
             return
         timeout = config.budget.timeout
         deadline = time.monotonic() + timeout if timeout else None
-        searcher = OptunaSearcher(study, plan, task, runner, deadline)
-        scheduler = recording_stops(_shared(plan.scheduler(), study, searcher), searcher)
-        callback = make_callback(searcher, line, study.study_name, plan.n_trials, config.objectives)
+        searchers, schedulers, callbacks = {}, {}, {}
+        for study, task in left:
+            searcher = OptunaSearcher(study, plan, task, runner, deadline)
+            searchers[task] = searcher
+            schedulers[task] = recording_stops(_shared(plan.scheduler(), study, searcher), searcher)
+            callbacks[task] = make_callback(searcher, lines[task], study.study_name, plan.n_trials,
+                                            config.objectives, after=(lambda: show()) if several else None)
+        if len(left) == 1:
+            task = left[0][1]
+            search_alg: Any = searchers[task]
+            scheduler: Any = schedulers[task]
+            callback: Any = callbacks[task]
+        else:
+            from genft_search.tune._at_once import TaskScheduler, TaskSearcher, routing_callback
+
+            search_alg = TaskSearcher(searchers, tasks_at_once or len(left))
+            scheduler = TaskScheduler(schedulers, search_alg)
+            callback = routing_callback(callbacks, search_alg)
         objective = config.objectives[0]
         runs = resolve_runs_dir(runs_dir)
-        name = f"{config.name}-{task}-{runner.pid}-{int(time.time())}"
+        label = left[0][1] if len(left) == 1 else f"{len(left)}tasks"
+        name = f"{config.name}-{label}-{runner.pid}-{int(time.time())}"
         resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
         trainable = tune.with_resources(_checkpoints.resuming(plan.trainable), resources)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=searcher,
+                search_alg=search_alg,
                 scheduler=scheduler,
                 metric=objective.metric,
                 mode="max" if objective.direction == "maximize" else "min",
@@ -331,13 +382,16 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
             with tune_env():
                 tuner.fit()
         except KeyboardInterrupt:
-            searcher.abandon("the runner was interrupted")
+            for searcher in searchers.values():
+                searcher.abandon("the runner was interrupted")
             raise
         finally:
             timed_out = deadline is not None and time.monotonic() >= deadline
-            searcher.abandon("stopped by budget.timeout before its last epoch" if timed_out
-                             else "the runner stopped before the trial finished")
-            line.update(snapshot(study, study.study_name, plan.n_trials, config.objectives), force=True)
-            line.close()
+            for searcher in searchers.values():
+                searcher.abandon("stopped by budget.timeout before its last epoch" if timed_out
+                                 else "the runner stopped before the trial finished")
+            show(force=True)
+            for line in [*lines.values(), total]:
+                line.close()
             if not os.environ.get("GENFT_KEEP_RUNS"):
                 remove_run(runs, name)
