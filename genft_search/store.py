@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import math
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -161,34 +162,95 @@ def resolve_storage_url(cli: str | None = None, file: str | None = None) -> str:
     return DEFAULT_STORAGE
 
 
+#: query keys whose values are secrets (libpq's ``password``, ``passfile``, ``sslpassword``)
+SECRET_QUERY_KEYS = ("password", "passfile", "sslpassword")
+_SECRET_QUERY = re.compile(r"([?&](?:" + "|".join(SECRET_QUERY_KEYS) + r")=)([^&#]*)", re.IGNORECASE)
+
+
+def _userinfo_span(url: str) -> tuple[int, int] | None:
+    """Where the password of ``url``'s userinfo is (``scheme://user:PASSWORD@host``), or None.
+
+    The userinfo ends at the *last* ``@`` before the query, so a password holding ``@`` (or ``/``) is
+    covered whole, not split at its first ``@`` as URL parsers do.
+    """
+    scheme_end = url.find("://")
+    if scheme_end < 0:
+        return None
+    start = scheme_end + 3
+    head_end = len(url)
+    for mark in ("?", "#"):
+        found = url.find(mark, start)
+        if found >= 0:
+            head_end = min(head_end, found)
+    if url.startswith("/", start):  # sqlite:///path: no authority
+        return None
+    at = url.rfind("@", start, head_end)
+    if at < 0:
+        return None
+    colon = url.find(":", start, at)
+    if colon < 0:
+        return None
+    return colon + 1, at
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to print and log)."""
+    """``url`` with every secret replaced by ``***``: the userinfo password (whole, even when it holds
+    ``@``) and the values of ``password``, ``passfile`` and ``sslpassword`` query keys.
+
+    The one redaction of the project: messages, logs, ``validate`` and reports all go through it (or
+    :func:`redact_text` for free text that may quote the URL).
+    """
+    url = str(url)
+    span = _userinfo_span(url)
+    if span is not None:
+        url = url[:span[0]] + "***" + url[span[1]:]
+    return _SECRET_QUERY.sub(lambda m: m.group(1) + "***", url)
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The secret strings of ``url`` (raw and percent-decoded), longest first, for :func:`redact_text`."""
+    from urllib.parse import unquote
+
+    url = str(url)
+    found: list[str] = []
+    span = _userinfo_span(url)
+    if span is not None:
+        found.append(url[span[0]:span[1]])
+    found += [m.group(2) for m in _SECRET_QUERY.finditer(url)]
+    out = {v for s in found if s for v in (s, unquote(s), unquote(s.replace("+", " "))) if v}
+    return sorted(out, key=len, reverse=True)
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` with ``url``'s secrets removed (driver messages and tracebacks sometimes echo the DSN)."""
+    text = str(text)
+    for secret in _url_secrets(url):
+        text = text.replace(secret, "***")
+    return _SECRET_QUERY.sub(lambda m: m.group(1) + "***", text)
+
+
+def describe_storage(url: str) -> str:
+    """The backend and host of a store, for reports (``postgresql on db:5432/genft``,
+    ``sqlite file genft_studies.db``): no user name, no password, no query."""
+    from sqlalchemy.engine import make_url
+
     try:
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-        if parsed.password is not None:
-            return parsed.render_as_string(hide_password=True)
-        return url
+        parsed = make_url(redact_url(_normalise(url)))
+        backend = parsed.get_backend_name()
     except Exception:
-        # not parseable: hide anything between "://user:" and "@"
-        import re
-
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+        return "an SQL study store"
+    if backend == "sqlite":
+        path = _sqlite_path(url)
+        return f"sqlite file {path.name}" if path is not None else "sqlite"
+    where = parsed.host or "localhost"
+    if parsed.port:
+        where += f":{parsed.port}"
+    return f"{backend} on {where}" + (f"/{parsed.database}" if parsed.database else "")
 
 
 def _scrub(text: str, url: str) -> str:
-    """Remove the password of ``url`` from ``text`` (driver messages sometimes echo the DSN)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        password = make_url(url).password
-    except Exception:
-        password = None
-    text = " ".join(str(text).split())
-    if password:
-        text = text.replace(str(password), "***")
-    return text
+    """One line of a driver message with ``url``'s secrets removed."""
+    return redact_text(" ".join(str(text).split()), url)
 
 
 def _normalise(url: str) -> str:
@@ -206,9 +268,80 @@ def _sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite":
         return None
     database = parsed.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
+    if _sqlite_in_memory(database, url) or database.startswith("file:"):
         return None
     return Path(database)
+
+
+def _sqlite_in_memory(database: str, url: str) -> bool:
+    return database in ("", ":memory:") or database.startswith("file::memory:") or "mode=memory" in url
+
+
+def _writable_folder(folder: Path) -> bool:
+    """Whether files can be made in ``folder`` (tried for real: ``os.access`` says yes to root even on a
+    read-only mount); the probe file is removed at once."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".genft-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return True
+
+
+def _check_sqlite(url: str, shown: str, source: str, *, write: bool) -> Path | None:
+    """The SQLite file of ``url``, refusing what would lose the study: an in-memory database, a missing
+    folder and (``write``) a folder this user cannot write, where SQLite cannot keep its journal."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database or ""
+    if _sqlite_in_memory(database, url):
+        raise UserError(f"{source}: {shown} is an in-memory SQLite database, which is gone when the "
+                        f"process ends; expected a file, e.g. sqlite:///genft_studies.db")
+    path = _sqlite_path(url)
+    if path is None:
+        return None
+    if not path.parent.is_dir():
+        raise UserError(f"{source}: folder {path.parent} of {shown} does not exist; "
+                        f"expected an existing folder")
+    if write and not _writable_folder(path.parent):
+        raise UserError(f"{source}: folder {path.parent} of {shown} is not writable; expected a folder "
+                        f"this user can create files in (SQLite keeps its journal beside the store)")
+    return path
+
+
+def _schema_state(url: str, engine_kwargs: dict[str, Any]) -> str:
+    """``missing`` (no Optuna tables), ``partial`` (a runner is creating them) or ``complete``; reads only.
+
+    Optuna creates the tables, then its version row, then stamps alembic last; a store is complete once
+    that stamp is there, and only then may a reader open it without Optuna finishing the job (DDL).
+    """
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        with engine.connect() as conn:
+            inspector = sqlalchemy.inspect(conn)
+            if not inspector.has_table("studies"):
+                return "missing"
+            for table in ("version_info", "alembic_version"):
+                if not inspector.has_table(table):
+                    return "partial"
+                if not conn.execute(sqlalchemy.text(f"SELECT COUNT(*) FROM {table}")).scalar():
+                    return "partial"
+            return "complete"
+    finally:
+        engine.dispose()
+
+
+def _cannot_open(exc: BaseException, url: str, shown: str, source: str) -> UserError:
+    reason = getattr(exc, "orig", None) or exc
+    text = str(reason).strip()
+    first = _scrub(text.splitlines()[0] if text else type(reason).__name__, url)
+    return UserError(f"{source}: cannot open the study store {shown}: {first}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -219,7 +352,8 @@ def open_storage(url: str, *, create: bool = True, source: str = "storage") -> R
     """Open (and with ``create`` make) the study store at ``url``.
 
     SQLite files are switched to WAL with a busy timeout so readers never block the runner. With
-    ``create=False`` a missing SQLite file is an error instead of an empty new store.
+    ``create=False`` (the read commands) nothing is written: a missing store, or one a runner is still
+    creating, is an error instead of an empty new store, and Optuna's table creation is skipped.
     PostgreSQL schema creation runs under an advisory lock, so runners starting together do not race.
 
     Args:
@@ -231,8 +365,9 @@ def open_storage(url: str, *, create: bool = True, source: str = "storage") -> R
         Optuna's RDB storage on ``url``.
 
     Raises:
-        UserError: not a database URL, an unsupported database, a missing store (``create=False``) or an
-            unreachable server; one line, the URL's password redacted.
+        UserError: not a database URL, an unsupported database, an in-memory or unwritable SQLite store,
+            a missing or half-created store (``create=False``) or an unreachable server; one line, the
+            URL's secrets redacted.
     """
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.engine import make_url
@@ -250,15 +385,12 @@ def open_storage(url: str, *, create: bool = True, source: str = "storage") -> R
         raise UserError(f"{source}: unsupported database {backend!r} in {shown}; expected sqlite or "
                         f"postgresql")
     engine_kwargs: dict[str, Any] = {}
-    path = _sqlite_path(url) if backend == "sqlite" else None
     if backend == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+        path = _check_sqlite(url, shown, source, write=create)
         if path is not None:
             if not path.exists() and not create:
                 raise UserError(f"{source}: no study store at {shown}; expected an existing SQLite file")
-            if not path.parent.is_dir():
-                raise UserError(f"{source}: folder {path.parent} of {shown} does not exist; "
-                                f"expected an existing folder")
             if create:
                 _enable_wal(path, shown, source)
     else:
@@ -266,24 +398,31 @@ def open_storage(url: str, *, create: bool = True, source: str = "storage") -> R
         if backend == "postgresql":
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
     try:
+        if not create:
+            state = _schema_state(url, engine_kwargs)
+            if state == "missing":
+                raise UserError(f"{source}: no study store at {shown}; expected a store that "
+                                f"genft-search run has created")
+            if state == "partial":
+                raise UserError(f"{source}: the study store {shown} is still being created (or is not "
+                                f"a complete Optuna store); expected a store whose run has started: try "
+                                f"again in a moment")
+            return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
         if backend == "postgresql":
             with _pg_schema_lock(url, engine_kwargs):
                 return RDBStorage(url, engine_kwargs=engine_kwargs)
         return RDBStorage(url, engine_kwargs=engine_kwargs)
     except (sa_exc.SQLAlchemyError, ImportError, OSError, RuntimeError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        text = str(reason).strip()
-        first = _scrub(text.splitlines()[0] if text else type(reason).__name__, url)
-        raise UserError(f"{source}: cannot open the study store {shown}: {first}") from None
+        raise _cannot_open(exc, url, shown, source) from None
 
 
 def probe_storage(url: str, source: str = "storage") -> RDBStorage | None:
-    """Check that the store at ``url`` is reachable without writing to it.
+    """Check that the store at ``url`` is reachable and usable by a run, without writing to it.
 
-    Returns the opened storage when it already holds Optuna tables (so existing studies can be
-    checked), None when it is reachable but empty or not created yet; ``UserError`` otherwise.
+    Returns the opened storage when it already holds a complete Optuna schema (so existing studies can
+    be checked), None when it is reachable but empty, being created, or not created yet; ``UserError``
+    otherwise (in-memory or unwritable SQLite included).
     """
-    import sqlalchemy
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.engine import make_url
 
@@ -294,28 +433,21 @@ def probe_storage(url: str, source: str = "storage") -> RDBStorage | None:
     except Exception:
         raise UserError(f"{source}: {shown!r} is not a database URL; expected e.g. "
                         f"sqlite:///genft_studies.db") from None
+    engine_kwargs: dict[str, Any] = {}
     if backend == "sqlite":
-        path = _sqlite_path(url)
+        path = _check_sqlite(url, shown, source, write=True)
         if path is not None and not path.exists():
-            if not path.parent.is_dir():
-                raise UserError(f"{source}: folder {path.parent} of {shown} does not exist; "
-                                f"expected an existing folder")
             return None
     elif backend not in ("postgresql", "mysql"):
         raise UserError(f"{source}: unsupported database {backend!r} in {shown}; expected sqlite or "
                         f"postgresql")
-    connect_args = {"connect_timeout": 10} if backend == "postgresql" else {}
-    engine = sqlalchemy.create_engine(url, connect_args=connect_args)
+    elif backend == "postgresql":
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}}
     try:
-        with engine.connect() as conn:
-            has_tables = sqlalchemy.inspect(conn).has_table("studies")
+        state = _schema_state(url, engine_kwargs)
     except (sa_exc.SQLAlchemyError, ImportError, OSError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        text = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
-        raise UserError(f"{source}: cannot open the study store {shown}: {_scrub(text, url)}") from None
-    finally:
-        engine.dispose()
-    if not has_tables:
+        raise _cannot_open(exc, url, shown, source) from None
+    if state != "complete":
         return None
     return open_storage(url, create=False, source=source)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -44,23 +46,60 @@ def test_usage_mistakes_are_one_line(capsys):
     assert err.count("\n") == 1 and "the following arguments are required: FILE" in err
 
 
+def _dump(db: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return list(conn.iterdump())
+
+
+@pytest.fixture
+def existing_store(tmp_path) -> Path:
+    """A store holding one study, in a folder of its own."""
+    import optuna
+
+    from genft_search import store
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    db = folder / "kept.db"
+    optuna.create_study(study_name="kept/a", storage=store.open_storage(f"sqlite:///{db}")).enqueue_trial(
+        {"lr": 0.1})
+    return db
+
+
+def _refused(command: str, path: Path, expect: str, capsys) -> None:
+    code = main([command, str(path)])
+    out, err = capsys.readouterr()
+    assert code == 2, (command, out, err)
+    assert err.startswith("genft-search: error: ") and err.count("\n") == 1, err
+    assert f"error: {path}: " in err, "the line names the file first"
+    assert expect in err, err
+    assert "Traceback" not in out + err and "hunter2secret" not in out + err
+
+
 @pytest.mark.parametrize("path", BAD_STUDIES, ids=[p.stem for p in BAD_STUDIES])
-def test_malformed_study_is_refused_in_one_line(path, tmp_path, monkeypatch, capsys):
-    """Each file of the corpus: exit 2, one line naming the problem, no traceback, nothing written."""
+def test_malformed_study_is_refused_in_one_line(path, tmp_path, monkeypatch, capsys, existing_store):
+    """Each file of the corpus: exit 2, one line naming the file, the field and what is expected, no
+    traceback, nothing written: a fresh SQLite path is not created, an existing store is unchanged."""
     expect = _expectation(path)
-    db = tmp_path / "store.db"
-    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    db = work / "store.db"
+    monkeypatch.chdir(work)
     monkeypatch.setenv("GENFT_STORAGE", f"sqlite:///{db}")
     monkeypatch.delenv("GENFT_SURELY_UNSET_VARIABLE", raising=False)
     for command in ("validate", "run"):
-        code = main([command, str(path)])
-        out, err = capsys.readouterr()
-        assert code == 2, (command, out, err)
-        assert err.startswith("genft-search: error: ") and err.count("\n") == 1, err
-        assert expect in err, err
-        assert "Traceback" not in out + err and "hunter2secret" not in out + err
+        _refused(command, path, expect, capsys)
         assert not db.exists(), "a refused study must not create the store"
-        assert list(tmp_path.iterdir()) == [], "nothing may be written"
+        assert list(work.iterdir()) == [], "nothing may be written"
+
+    before, names = _dump(existing_store), sorted(p.name for p in existing_store.parent.iterdir())
+    monkeypatch.setenv("GENFT_STORAGE", f"sqlite:///{existing_store}")
+    for command in ("validate", "run"):
+        _refused(command, path, expect, capsys)
+        assert _dump(existing_store) == before, "a refused study must leave an existing store as it was"
+    assert sorted(p.name for p in existing_store.parent.iterdir()) == names
+    assert list(work.iterdir()) == []
 
 
 def test_refusal_through_the_real_entry_point(tmp_path):
@@ -216,3 +255,20 @@ def test_dashboard_binds_the_host_it_is_given(toy_store):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_concurrency_is_capped_at_the_cpus_with_a_note(write_study, tmp_path, monkeypatch, capsys):
+    """``resources.cpu: 0.001`` would start 1000 trials per CPU; validate caps it and says so."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    path = write_study(toy_study("tiny", resources={"cpu": 0.001}))
+    assert main(["validate", str(path), "--storage", f"sqlite:///{tmp_path / 'v.db'}"]) == 0
+    out = capsys.readouterr().out
+    assert "up to 2 trials at once on this machine" in out
+    assert (f"note: {path}: resources.cpu 0.001 per trial would run 2000 trials at once; capped at 2, "
+            f"one per CPU there is") in out
+    from genft_search.config import parse_study_config
+    from genft_search.tune._ray import fit_resources
+
+    config = parse_study_config(toy_study("x", resources={"cpu": 0.5, "gpu": 0.25}), "x.yaml")
+    assert fit_resources(config, 16.0, 1.0) == 4  # the GPU is the limit: no cap
+    assert fit_resources(config, 2.0, 1.0) == 2

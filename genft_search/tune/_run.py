@@ -25,6 +25,7 @@ from genft_search.tune._plan import StudyPlan, plan_study
 from genft_search.tune._ray import (
     cluster_concurrency,
     cluster_fit,
+    concurrency_note,
     ensure_ray,
     fit_resources,
     local_resources,
@@ -133,8 +134,10 @@ def validate_study(config: StudyConfig, *, storage: str | None = None, n_trials:
     """
     plan = plan_study(config, n_trials=n_trials)
     where, cluster = "on this machine", None
+    notes = list(plan.notes)
     if address is None:
         concurrency = fit_resources(config, *local_resources())
+        notes += [n for n in [concurrency_note(config, *local_resources())] if n]
     else:
         where, cluster, concurrency = f"on the Ray cluster at {address}", *_cluster_fit(config, address)
     url = store.resolve_storage_url(storage, config.storage)
@@ -154,7 +157,7 @@ def validate_study(config: StudyConfig, *, storage: str | None = None, n_trials:
         f"storage: {store.redact_url(url)}",
         *([f"ray: {cluster}; {config.resources.cpu:g} CPUs and {config.resources.gpu:g} GPUs per trial: "
            f"{concurrency} trials fit at once"] if cluster else []),
-        *plan.notes,
+        *notes,
     ]
     return lines
 
