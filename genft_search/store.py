@@ -18,14 +18,18 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import optuna
+from optuna._typing import JSONSerializable
+from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RDBStorage
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.study import StudyDirection
+from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
 from genft_search.errors import UserError
@@ -44,6 +48,7 @@ __all__ = [
     "DEFAULT_STORAGE",
     "STORAGE_ENV",
     "Heartbeat",
+    "ReadOnlyStorage",
     "Runner",
     "StudyLike",
     "StudyRecord",
@@ -522,6 +527,103 @@ def study_lock(target: optuna.Study | RDBStorage, study_name: str | None = None)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ReadOnlyStorage(BaseStorage):
+    """Reads through to ``storage`` and refuses every write, so a viewer (``genft-search dashboard``)
+    cannot delete, rename or tell anything in the study.
+
+    ``refuse`` builds the exception a write raises from a one-line reason (the dashboard makes it an
+    HTTP 403); a ``PermissionError`` by default.
+    """
+
+    def __init__(self, storage: BaseStorage,
+                 refuse: Callable[[str], Exception] | None = None) -> None:
+        self._storage = storage
+        self._refuse = refuse or PermissionError
+
+    def _write(self, what: str) -> NoReturn:
+        raise self._refuse(f"the study store is read-only here ({what} refused); restart with "
+                           f"--allow-writes to change it")
+
+    # writes: all refused
+    def create_new_study(self, directions: Sequence[StudyDirection],
+                         study_name: str | None = None) -> int:
+        self._write("create a study")
+
+    def delete_study(self, study_id: int) -> None:
+        self._write("delete a study")
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._write("set a study attribute")
+
+    def set_study_system_attr(self, study_id: int, key: str, value: JSONSerializable) -> None:
+        self._write("set a study attribute")
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        self._write("create a trial")
+
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: BaseDistribution) -> None:
+        self._write("set a trial parameter")
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        self._write("tell a trial")
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        self._write("report a value")
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._write("set a trial attribute")
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: JSONSerializable) -> None:
+        self._write("set a trial attribute")
+
+    # reads: the wrapped storage's
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return self._storage.get_study_id_from_name(study_name)
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        return self._storage.get_study_name_from_id(study_id)
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        return self._storage.get_study_directions(study_id)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._storage.get_study_user_attrs(study_id)
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._storage.get_study_system_attrs(study_id)
+
+    def get_all_studies(self) -> list[FrozenStudy]:
+        return self._storage.get_all_studies()
+
+    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
+        return self._storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
+
+    def get_trial_number_from_id(self, trial_id: int) -> int:
+        return self._storage.get_trial_number_from_id(trial_id)
+
+    def get_trial_param(self, trial_id: int, param_name: str) -> float:
+        return self._storage.get_trial_param(trial_id, param_name)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        return self._storage.get_trial(trial_id)
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True,
+                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        return self._storage.get_all_trials(study_id, deepcopy=deepcopy, states=states)
+
+    def get_n_trials(self, study_id: int,
+                     state: tuple[TrialState, ...] | TrialState | None = None) -> int:
+        return self._storage.get_n_trials(study_id, state)
+
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        return self._storage.get_best_trial(study_id)
+
+    def remove_session(self) -> None:
+        self._storage.remove_session()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -272,3 +273,76 @@ def test_concurrency_is_capped_at_the_cpus_with_a_note(write_study, tmp_path, mo
     config = parse_study_config(toy_study("x", resources={"cpu": 0.5, "gpu": 0.25}), "x.yaml")
     assert fit_resources(config, 16.0, 1.0) == 4  # the GPU is the limit: no cap
     assert fit_resources(config, 2.0, 1.0) == 2
+
+
+def _wsgi(app: Any, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+    """One request to a WSGI app, in process."""
+    import wsgiref.util
+
+    data = json.dumps(body).encode() if body is not None else b""
+    environ: dict[str, Any] = {}
+    wsgiref.util.setup_testing_defaults(environ)
+    environ.update({"REQUEST_METHOD": method, "PATH_INFO": path, "CONTENT_TYPE": "application/json",
+                    "CONTENT_LENGTH": str(len(data)), "wsgi.input": io.BytesIO(data)})
+    status: list[str] = []
+    chunks = app(environ, lambda s, headers, exc_info=None: status.append(s))
+    return int(status[0].split()[0]), b"".join(chunks)
+
+
+def _served_storage(monkeypatch, *args: str) -> Any:
+    """The storage ``genft-search dashboard ARGS`` hands to optuna-dashboard (the server is not run)."""
+    import optuna_dashboard
+
+    served: list[Any] = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: served.append((storage, kw)))
+    assert main(["dashboard", *args]) == 0
+    (storage, kw), = served
+    assert kw["host"] == "127.0.0.1"
+    return storage
+
+
+def test_dashboard_is_read_only_unless_allowed(tmp_path, monkeypatch, capsys):
+    """optuna-dashboard's own delete, rename, tell, attr and note endpoints are refused (403) and the
+    store stays as it was; the same delete works with ``--allow-writes``."""
+    import optuna
+    import optuna_dashboard
+
+    from genft_search import store
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    db = tmp_path / "dash.db"
+    url = f"sqlite:///{db}"
+    study = optuna.create_study(study_name="dash/a", storage=store.open_storage(url))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    running = study.ask()
+    study_id, trial_id = study._study_id, running._trial_id
+    before = _dump(db)
+
+    app = optuna_dashboard.wsgi(_served_storage(monkeypatch, "--storage", url))
+    assert "read-only" in capsys.readouterr().out
+    code, body = _wsgi(app, "GET", "/api/studies")
+    assert code == 200 and b"dash/a" in body
+    assert _wsgi(app, "GET", f"/api/studies/{study_id}")[0] == 200
+    for method, path, payload in [
+        ("DELETE", f"/api/studies/{study_id}", {}),
+        ("POST", f"/api/trials/{trial_id}/tell", {"state": "Fail"}),
+        ("POST", f"/api/trials/{trial_id}/user-attrs", {"user_attrs": {"k": 1}}),
+        ("PUT", f"/api/studies/{study_id}/note", {"version": 1, "body": "hi"}),
+        ("POST", "/api/studies", {"study_name": "new", "directions": ["minimize"]}),
+    ]:
+        code, body = _wsgi(app, method, path, payload)
+        assert code == 403 and b"read-only" in body and b"--allow-writes" in body, (path, code, body)
+    code, _ = _wsgi(app, "POST", f"/api/studies/{study_id}/rename", {"study_name": "dash/b"})
+    assert code >= 400
+    assert _dump(db) == before, "the read-only dashboard changed the store"
+
+    writable = optuna_dashboard.wsgi(_served_storage(monkeypatch, "--storage", url, "--allow-writes"))
+    assert _wsgi(writable, "DELETE", f"/api/studies/{study_id}", {})[0] == 204
+    assert store.study_names(store.open_storage(url, create=False)) == []
+
+
+def test_dashboard_help_shows_allow_writes(capsys):
+    with pytest.raises(SystemExit):
+        main(["dashboard", "--help"])
+    out = capsys.readouterr().out
+    assert "--allow-writes" in out and "Read-only" in out
