@@ -54,11 +54,13 @@ __all__ = [
     "StudyRecord",
     "best_trials",
     "counted_trials",
+    "describe_storage",
     "find_studies",
     "find_study",
     "open_storage",
     "probe_storage",
     "recover_stale_trials",
+    "redact_text",
     "redact_url",
     "resolve_storage_url",
     "retry_chain",
@@ -259,7 +261,13 @@ def _scrub(text: str, url: str) -> str:
 
 
 def _normalise(url: str) -> str:
-    """Use psycopg 3 for ``postgresql://`` URLs (the driver this project installs)."""
+    """Use psycopg 3 for ``postgresql://`` URLs (the driver this project installs), and percent-encode a
+    password holding ``@`` (URL parsers split it at its first ``@`` and take the rest for the host)."""
+    from urllib.parse import quote
+
+    span = _userinfo_span(url)
+    if span is not None and "@" in url[span[0]:span[1]]:
+        url = url[:span[0]] + quote(url[span[0]:span[1]], safe="") + url[span[1]:]
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]

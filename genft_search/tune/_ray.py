@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from genft_search.tune._searcher import OptunaSearcher
 
 __all__ = ["cluster_concurrency", "cluster_fit", "concurrency_note", "ensure_ray", "fit_resources",
-           "local_resources", "make_callback", "recording_stops", "remove_run", "resolve_runs_dir",
-           "snapshot", "tune_env"]
+           "local_resources", "make_callback", "private_dir", "recording_stops", "remove_run",
+           "resolve_runs_dir", "snapshot", "tune_env"]
 
 def _error_text(trial: Any) -> str:
     """The traceback Ray recorded for a failed trial ('' when there is none)."""
@@ -154,7 +154,12 @@ def ensure_ray(address: str | None) -> bool:
             if other:
                 print(f"ray: another Ray instance is running at {other}; starting a separate local one "
                       f"for this run (--address auto runs on that one)", file=sys.stderr, flush=True)
-            ray.init(address="local", object_store_memory=256 * 1024**2, **kwargs)
+            # Ray's processes (and so the trials' checkpoint folders) inherit this: private files
+            mask = os.umask(0o077)
+            try:
+                ray.init(address="local", object_store_memory=256 * 1024**2, **kwargs)
+            finally:
+                os.umask(mask)
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -259,6 +264,22 @@ def resolve_runs_dir(override: str | os.PathLike[str] | None = None) -> str:
     home = os.environ.get("GENFT_HOME")
     base = Path(home).expanduser() if home else Path.home() / ".cache" / "genft-search"
     return str(base / "ray_results")
+
+
+def private_dir(root: str, *names: str) -> None:
+    """Create ``root`` and each of ``root/names...`` (local paths) as folders only this user can open
+    (0700): checkpoints, Ray's ``tuner.pkl`` and trial logs are nobody else's business. A bucket URI is
+    left to the bucket's own access rules."""
+    if "://" in root:
+        return
+    folders = [Path(root)]
+    for name in names:
+        folders.append(folders[-1] / name)
+    for path in folders:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # a shared root made by someone else stays as it is
+            if path.stat().st_uid == os.getuid():
+                path.chmod(0o700)
 
 
 def remove_run(root: str, name: str) -> None:

@@ -30,6 +30,7 @@ from genft_search.tune._ray import (
     fit_resources,
     local_resources,
     make_callback,
+    private_dir,
     recording_stops,
     remove_run,
     resolve_runs_dir,
@@ -304,6 +305,7 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
         objective = config.objectives[0]
         runs = resolve_runs_dir(runs_dir)
         name = f"{config.name}-{task}-{runner.pid}-{int(time.time())}"
+        private_dir(runs, name)
         resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
         trainable = tune.with_resources(_checkpoints.resuming(plan.trainable), resources)
         tuner = tune.Tuner(
