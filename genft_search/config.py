@@ -67,6 +67,12 @@ _CONDITION_OPS = ("eq", "ne", "gt", "ge", "lt", "le", "in")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
 
+#: numbers and flags as YAML wrote them: ``true`` is not 1, ``"3"`` is not 3 (pydantic's lax mode converts)
+_Int = Annotated[int, Field(strict=True)]
+_Float = Annotated[float, Field(strict=True)]
+_Bool = Annotated[bool, Field(strict=True)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -78,11 +84,11 @@ class ParamSpec(_Strict):
     ones, e.g. ``when: {specific_dim: {gt: 0}}``.
     """
 
-    int_: tuple[int, int] | None = Field(default=None, alias="int")
-    float_: tuple[float, float] | None = Field(default=None, alias="float")
+    int_: tuple[_Int, _Int] | None = Field(default=None, alias="int")
+    float_: tuple[_Float, _Float] | None = Field(default=None, alias="float")
     choice: tuple[bool | int | float | str | None, ...] | None = None
-    step: float | None = None
-    log: bool = False
+    step: _Float | None = None
+    log: _Bool = False
     when: dict[str, dict[Literal["eq", "ne", "gt", "ge", "lt", "le", "in"], Any]] | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -162,7 +168,7 @@ class SamplerSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str = "tpe"
-    seed: int | None = None
+    seed: _Int | None = None
 
     @field_validator("name")
     @classmethod
@@ -205,8 +211,8 @@ class Budget(_Strict):
 class Resources(_Strict):
     """Per-trial Ray resources; fractions allowed."""
 
-    cpu: Annotated[float, Field(gt=0)] = 1.0
-    gpu: Annotated[float, Field(ge=0)] = 0.0
+    cpu: Annotated[float, Field(gt=0, strict=True)] = 1.0
+    gpu: Annotated[float, Field(ge=0, strict=True)] = 0.0
 
 
 class Objective(_Strict):
