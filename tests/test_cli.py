@@ -63,9 +63,15 @@ def existing_store(tmp_path) -> Path:
     folder = tmp_path / "existing"
     folder.mkdir()
     db = folder / "kept.db"
-    optuna.create_study(study_name="kept/a", storage=store.open_storage(f"sqlite:///{db}")).enqueue_trial(
-        {"lr": 0.1})
+    rdb = store.open_storage(f"sqlite:///{db}")
+    optuna.create_study(study_name="kept/a", storage=rdb).enqueue_trial({"lr": 0.1})
+    rdb.engine.dispose()
     return db
+
+
+def _store_files(db: Path) -> list[str]:
+    """The files beside the store, less SQLite's own WAL files (they come and go with connections)."""
+    return sorted(p.name for p in db.parent.iterdir() if not p.name.endswith(("-wal", "-shm")))
 
 
 def _refused(command: str, path: Path, expect: str, capsys) -> None:
@@ -94,12 +100,12 @@ def test_malformed_study_is_refused_in_one_line(path, tmp_path, monkeypatch, cap
         assert not db.exists(), "a refused study must not create the store"
         assert list(work.iterdir()) == [], "nothing may be written"
 
-    before, names = _dump(existing_store), sorted(p.name for p in existing_store.parent.iterdir())
+    before, names = _dump(existing_store), _store_files(existing_store)
     monkeypatch.setenv("GENFT_STORAGE", f"sqlite:///{existing_store}")
     for command in ("validate", "run"):
         _refused(command, path, expect, capsys)
         assert _dump(existing_store) == before, "a refused study must leave an existing store as it was"
-    assert sorted(p.name for p in existing_store.parent.iterdir()) == names
+    assert _store_files(existing_store) == names
     assert list(work.iterdir()) == []
 
 
