@@ -319,8 +319,8 @@ def _allowed(space: SearchSpace, name: str) -> str:
 
 
 def _check_warm_start(config: StudyConfig, space: SearchSpace) -> None:
-    """Each row of a ``warm_start`` list names searched parameters with values inside the space (before,
-    other keys and values outside were dropped without a word)."""
+    """Each row of a ``warm_start`` list names searched parameters with values inside the space; the
+    enqueueing keeps only those, so anything else would be dropped without a word."""
     if not isinstance(config.warm_start, list):
         return  # ``paper`` enqueues what of the paper's setting the space holds, by design
     for i, row in enumerate(config.warm_start):
