@@ -109,13 +109,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=("csv", "json", "latex"), help="output format")
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
 
-    p = sub.add_parser("dashboard", help="serve optuna-dashboard on the same store (127.0.0.1)",
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard on the same store (127.0.0.1, read-only)",
                        description="Serve optuna-dashboard for the store, bound to 127.0.0.1 unless --host "
-                                   "says otherwise.")
+                                   "says otherwise. Read-only: deleting, renaming, telling trials and "
+                                   "editing notes or attributes are refused unless --allow-writes is given.")
     _storage_flag(p)
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; 0.0.0.0 in a container whose port is published)")
+    p.add_argument("--allow-writes", action="store_true",
+                   help="let the dashboard change the study (delete, rename, tell, notes); it has no login")
 
     p = sub.add_parser("ablate", help="run an ablation study file (variants x seeds)",
                        description="Run an ablation: a grid over GenFT variants and seeds around a "
@@ -304,10 +307,17 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
     dashboard = _optional("optuna_dashboard", "dashboard")
     rdb = _open_existing(args.storage)
-    print(f"optuna-dashboard for {store.redact_url(rdb.url)} on http://{args.host}:{args.port}/ "
-          f"(Ctrl-C stops it)",
+    served: Any = rdb
+    mode = "read-write"
+    if not args.allow_writes:
+        from bottle import HTTPError
+
+        served = store.ReadOnlyStorage(rdb, refuse=lambda reason: HTTPError(403, reason))
+        mode = "read-only; --allow-writes to change the study"
+    print(f"optuna-dashboard for {store.redact_url(rdb.url)} on http://{args.host}:{args.port}/ ({mode}; "
+          f"Ctrl-C stops it)",
           flush=True)
-    dashboard.run_server(rdb, host=args.host, port=args.port)
+    dashboard.run_server(served, host=args.host, port=args.port)
     return 0
 
 

@@ -109,7 +109,7 @@ def write_report(
         paths, skipped = export_pngs(panels, folder / f"{stem}_png")
         note = skipped or f"PNG copies of the {len(paths)} figures: {stem}_png/."
     plural = "study" if len(studies) == 1 else "studies"
-    subtitle = f"Study store {store.redact_url(url)}; {len(studies)} {plural}. {note}"
+    subtitle = f"Study store: {store.describe_storage(url)}; {len(studies)} {plural}. {note}"
     target = folder / f"{stem}.html"
     target.write_text(render_html(f"genft-search report: {name}", sections, subtitle), encoding="utf-8")
     return target

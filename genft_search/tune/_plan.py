@@ -97,11 +97,78 @@ def prefixed(source: str) -> Iterator[None]:
         raise UserError(f"{source}: {message}") from None
 
 
+#: annotation words -> the YAML values that fit them
+_YAML_TYPES: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "None": lambda v: v is None,
+    "dict": lambda v: isinstance(v, dict),
+    "Mapping": lambda v: isinstance(v, dict),
+    "list": lambda v: isinstance(v, list),
+    "Sequence": lambda v: isinstance(v, list),
+}
+
+
+def _annotation_parts(annotation: Any) -> list[str]:
+    """``int | None`` / ``typing.Optional[int]`` / ``<class 'int'>`` -> ``["int", "None"]`` (outer names)."""
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    text = text.replace("typing.", "").replace("NoneType", "None")
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = text[len("Optional["):-1] + " | None"
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += char == "["
+        depth -= char == "]"
+        if char == "|" and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return [part.strip().split("[", 1)[0] for part in parts if part.strip()]
+
+
 def _check_kwargs(target: Any, kwargs: Mapping[str, Any], where: str, reserved: set[str]) -> None:
-    allowed = [p for p in inspect.signature(target).parameters if p not in ("self", "kwargs", *reserved)]
-    for key in kwargs:
-        if key not in allowed:
-            raise UserError(f"{where}: unknown option {key!r}; expected one of {', '.join(allowed)}")
+    """Unknown options, and options whose value is not of the constructor's annotated type."""
+    params = {n: p for n, p in inspect.signature(target).parameters.items()
+              if n not in ("self", "kwargs", *reserved)}
+    for key, value in kwargs.items():
+        if key not in params:
+            raise UserError(f"{where}: unknown option {key!r}; expected one of {', '.join(params)}")
+        param = params[key]
+        if param.annotation is inspect.Parameter.empty:
+            continue
+        parts = _annotation_parts(param.annotation)
+        if not any(part in _YAML_TYPES for part in parts if part != "None"):
+            raise UserError(f"{where}: {key}: takes a {param.annotation}, which a study file cannot "
+                            f"give; expected the option left out")
+        if not any(_YAML_TYPES[part](value) for part in parts if part in _YAML_TYPES):
+            raise UserError(f"{where}: {key}: {value!r} is a {type(value).__name__}; expected "
+                            f"{' or '.join(parts)}")
+
+
+def _dry_ask(config: StudyConfig, space: SearchSpace, sampler: optuna.samplers.BaseSampler) -> None:
+    """One ``ask`` on an in-memory study, so a sampler option of the wrong type fails here, not in a run
+    after a trial is already RUNNING in the store."""
+    where = f"{config.source}: sampler"
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # no "study created in memory" or fallback lines
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sampler,
+                                        directions=config.directions)
+            space.sample(study.ask())
+    except UserError:
+        raise
+    except Exception as exc:  # whatever the sampler raises, it is this file's options
+        raise UserError(f"{where}: {config.sampler.name}: {type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:300]}; expected valid options of "
+                        f"optuna.samplers.{SAMPLERS[config.sampler.name]}") from None
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def make_sampler(config: StudyConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -195,9 +262,15 @@ def plan_study(config: StudyConfig, *, n_trials: int | None = None, check_data: 
     if len(config.objectives) > 1 and config.sampler.name == "cmaes":
         raise UserError(f"{config.source}: sampler: cmaes handles one objective; expected tpe, "
                         f"nsga2, gp or random")
+    if len(config.objectives) > 1 and config.scheduler.name != "fifo":
+        raise UserError(f"{config.source}: scheduler: {config.scheduler.name} stops trials on one metric, "
+                        f"but the file has {len(config.objectives)} objectives; expected scheduler fifo "
+                        f"with several objectives")
+    _check_epochs(config)
     max_budget = _max_budget(config)
-    make_sampler(config, space)
+    _dry_ask(config, space, make_sampler(config, space))
     make_scheduler(config, max_budget)
+    _check_warm_start(config, space)
     trainable = trainable or _load_trainable(config)
     if config.trainable is None:  # the built-in trainables read the method's keys from `fixed`
         from genft_search.method import check_method_config
@@ -206,6 +279,7 @@ def plan_study(config: StudyConfig, *, n_trials: int | None = None, check_data: 
             check_method_config(config.method, config.fixed)
         except ValueError as exc:
             raise UserError(f"{config.source}: fixed: {exc}") from None
+        _check_space_values(config, space, check_method_config)
     if check_data and config.trainable is None:
         from trainables import registry
 
@@ -215,3 +289,68 @@ def plan_study(config: StudyConfig, *, n_trials: int | None = None, check_data: 
     bases = {task: _base_config(config, task) for task in config.data.tasks}
     fingerprint = space.fingerprint(config.method)
     return StudyPlan(config, space, fingerprint, trainable, bases, total, max_budget, notes)
+
+
+def _check_epochs(config: StudyConfig) -> None:
+    """``epochs`` (fixed or searched) is a whole number of epochs >= 1: 0 would run trials that train
+    nothing and still use up the budget."""
+    where = f"{config.source}: fixed.epochs"
+    if "epochs" in config.fixed:
+        epochs = config.fixed["epochs"]
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise UserError(f"{where}: {epochs!r} is not a number of epochs; expected an integer >= 1")
+    spec = config.params.get("epochs")
+    if spec is not None:
+        values = list(spec.choice) if spec.choice is not None else list(spec.int_ or spec.float_ or ())
+        if spec.float_ is not None or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+                                          for v in values):
+            raise UserError(f"{config.source}: params.epochs: {values!r} are not all numbers of epochs; "
+                            f"expected integers >= 1")
+
+
+def _allowed(space: SearchSpace, name: str) -> str:
+    dist = space.params[name].distribution
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return "one of " + ", ".join(map(repr, dist.choices))
+    assert isinstance(dist, (optuna.distributions.IntDistribution, optuna.distributions.FloatDistribution))
+    step = f" in steps of {dist.step}" if dist.step not in (None, 1) else ""
+    kind = "an integer" if isinstance(dist, optuna.distributions.IntDistribution) else "a number"
+    return f"{kind} in [{dist.low}, {dist.high}]{step}"
+
+
+def _check_warm_start(config: StudyConfig, space: SearchSpace) -> None:
+    """Each row of a ``warm_start`` list names searched parameters with values inside the space; the
+    enqueueing keeps only those, so anything else would be dropped without a word."""
+    if not isinstance(config.warm_start, list):
+        return  # ``paper`` enqueues what of the paper's setting the space holds, by design
+    for i, row in enumerate(config.warm_start):
+        where = f"{config.source}: warm_start[{i}]"
+        if not isinstance(row, dict):
+            raise UserError(f"{where}: {row!r} is not a mapping; expected {{parameter: value, ...}}")
+        for key, value in row.items():
+            if key not in space:
+                raise UserError(f"{where}.{key}: not a searched parameter; expected one of "
+                                f"{', '.join(space.names()) or '(none)'}")
+            if not space.contains(key, value):
+                raise UserError(f"{where}.{key}: {value!r} is outside the search space; expected "
+                                f"{_allowed(space, key)}")
+
+
+def _check_space_values(config: StudyConfig, space: SearchSpace,
+                        check: Callable[[str, Mapping[str, Any]], None]) -> None:
+    """Every choice (and both ends of every range) of the searched parameters is a setting the method
+    accepts, so no trial fails on a value the file offered (``sigma1: {choice: [relu, swishy]}``)."""
+    for name, param in space.params.items():
+        dist = param.distribution
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            values = list(dist.choices)
+        else:
+            assert isinstance(dist, (optuna.distributions.IntDistribution,
+                                     optuna.distributions.FloatDistribution))
+            values = [dist.low, dist.high]
+        for value in values:
+            try:
+                check(config.method, {**config.fixed, name: value})
+            except ValueError as exc:
+                raise UserError(f"{config.source}: params.{name}: {value!r} is not a valid {config.method} "
+                                f"setting ({exc})") from None

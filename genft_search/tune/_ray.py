@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 
     from genft_search.tune._searcher import OptunaSearcher
 
-__all__ = ["cluster_concurrency", "cluster_fit", "ensure_ray", "fit_resources", "local_resources",
-           "make_callback", "recording_stops", "remove_run", "resolve_runs_dir", "snapshot", "total_snapshot",
-           "tune_env"]
+__all__ = ["cluster_concurrency", "cluster_fit", "concurrency_note", "ensure_ray", "fit_resources",
+           "local_resources", "make_callback", "private_dir", "recording_stops", "remove_run",
+           "resolve_runs_dir", "snapshot", "total_snapshot", "tune_env"]
 
 def _error_text(trial: Any) -> str:
     """The traceback Ray recorded for a failed trial ('' when there is none)."""
@@ -154,7 +154,12 @@ def ensure_ray(address: str | None) -> bool:
             if other:
                 print(f"ray: another Ray instance is running at {other}; starting a separate local one "
                       f"for this run (--address auto runs on that one)", file=sys.stderr, flush=True)
-            ray.init(address="local", object_store_memory=256 * 1024**2, **kwargs)
+            # Ray's processes (and so the trials' checkpoint folders) inherit this: private files
+            mask = os.umask(0o077)
+            try:
+                ray.init(address="local", object_store_memory=256 * 1024**2, **kwargs)
+            finally:
+                os.umask(mask)
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -175,15 +180,23 @@ def local_resources() -> tuple[float, float]:
     return float(os.cpu_count() or 1), gpus
 
 
+_NOTED: set[tuple[str, float, float]] = set()
+
+
 def cluster_concurrency(config: StudyConfig) -> int:
+    """How many trials of ``config`` run at once on the connected Ray (its note on stderr, once)."""
     import ray
 
     total = ray.cluster_resources()
-    return fit_resources(config, float(total.get("CPU", 0)), float(total.get("GPU", 0)))
+    cpus, gpus = float(total.get("CPU", 0)), float(total.get("GPU", 0))
+    note = concurrency_note(config, cpus, gpus)
+    if note and (config.source, cpus, gpus) not in _NOTED:
+        _NOTED.add((config.source, cpus, gpus))
+        print(note, file=sys.stderr, flush=True)
+    return fit_resources(config, cpus, gpus)
 
 
-def fit_resources(config: StudyConfig, cpus: float, gpus: float) -> int:
-    """How many trials fit at once; ``UserError`` when one trial asks for more than there is."""
+def _uncapped(config: StudyConfig, cpus: float, gpus: float) -> int:
     res = config.resources
     if res.cpu > cpus + 1e-9:
         raise UserError(f"{config.source}: resources.cpu: {res.cpu} CPUs per trial but the Ray cluster has "
@@ -195,6 +208,22 @@ def fit_resources(config: StudyConfig, cpus: float, gpus: float) -> int:
     if res.gpu > 0:
         limit = min(limit, math.floor(gpus / res.gpu + 1e-9))
     return max(1, limit)
+
+
+def fit_resources(config: StudyConfig, cpus: float, gpus: float) -> int:
+    """How many trials fit at once, at most one per CPU there is (``resources.cpu: 0.001`` would
+    otherwise start thousands of trials together); ``UserError`` when one trial asks for more than
+    there is."""
+    return max(1, min(_uncapped(config, cpus, gpus), math.floor(cpus + 1e-9)))
+
+
+def concurrency_note(config: StudyConfig, cpus: float, gpus: float) -> str | None:
+    """The line saying that :func:`fit_resources` capped the trials at once, or None."""
+    uncapped, capped = _uncapped(config, cpus, gpus), fit_resources(config, cpus, gpus)
+    if capped >= uncapped:
+        return None
+    return (f"note: {config.source}: resources.cpu {config.resources.cpu:g} per trial would run "
+            f"{uncapped} trials at once; capped at {capped}, one per CPU there is")
 
 
 def cluster_fit(config: StudyConfig) -> tuple[str, int]:
@@ -211,7 +240,8 @@ def cluster_fit(config: StudyConfig) -> tuple[str, int]:
     res = config.resources
     fit = 0
     for node in nodes:
-        per_node = math.floor(float(node.get("CPU", 0)) / res.cpu + 1e-9)
+        node_cpus = float(node.get("CPU", 0))
+        per_node = min(math.floor(node_cpus / res.cpu + 1e-9), math.floor(node_cpus + 1e-9))
         if res.gpu > 0:
             per_node = min(per_node, math.floor(float(node.get("GPU", 0)) / res.gpu + 1e-9))
         fit += per_node
@@ -234,6 +264,22 @@ def resolve_runs_dir(override: str | os.PathLike[str] | None = None) -> str:
     home = os.environ.get("GENFT_HOME")
     base = Path(home).expanduser() if home else Path.home() / ".cache" / "genft-search"
     return str(base / "ray_results")
+
+
+def private_dir(root: str, *names: str) -> None:
+    """Create ``root`` and each of ``root/names...`` (local paths) as folders only this user can open
+    (0700): checkpoints, Ray's ``tuner.pkl`` and trial logs are nobody else's business. A bucket URI is
+    left to the bucket's own access rules."""
+    if "://" in root:
+        return
+    folders = [Path(root)]
+    for name in names:
+        folders.append(folders[-1] / name)
+    for path in folders:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # a shared root made by someone else stays as it is
+            if path.stat().st_uid == os.getuid():
+                path.chmod(0o700)
 
 
 def remove_run(root: str, name: str) -> None:

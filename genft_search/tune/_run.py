@@ -26,10 +26,12 @@ from genft_search.tune._plan import StudyPlan, plan_study
 from genft_search.tune._ray import (
     cluster_concurrency,
     cluster_fit,
+    concurrency_note,
     ensure_ray,
     fit_resources,
     local_resources,
     make_callback,
+    private_dir,
     recording_stops,
     remove_run,
     resolve_runs_dir,
@@ -135,8 +137,10 @@ def validate_study(config: StudyConfig, *, storage: str | None = None, n_trials:
     """
     plan = plan_study(config, n_trials=n_trials)
     where, cluster = "on this machine", None
+    notes = list(plan.notes)
     if address is None:
         concurrency = fit_resources(config, *local_resources())
+        notes += [n for n in [concurrency_note(config, *local_resources())] if n]
     else:
         where, cluster, concurrency = f"on the Ray cluster at {address}", *_cluster_fit(config, address)
     url = store.resolve_storage_url(storage, config.storage)
@@ -156,7 +160,7 @@ def validate_study(config: StudyConfig, *, storage: str | None = None, n_trials:
         f"storage: {store.redact_url(url)}",
         *([f"ray: {cluster}; {config.resources.cpu:g} CPUs and {config.resources.gpu:g} GPUs per trial: "
            f"{concurrency} trials fit at once"] if cluster else []),
-        *plan.notes,
+        *notes,
     ]
     return lines
 
@@ -352,6 +356,7 @@ def _run_tasks(plan: StudyPlan, items: Sequence[tuple[optuna.Study, str]], runne
         runs = resolve_runs_dir(runs_dir)
         label = left[0][1] if len(left) == 1 else f"{len(left)}tasks"
         name = f"{config.name}-{label}-{runner.pid}-{int(time.time())}"
+        private_dir(runs, name)
         resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
         trainable = tune.with_resources(_checkpoints.resuming(plan.trainable), resources)
         tuner = tune.Tuner(
