@@ -204,7 +204,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if not names:
         print(f"no studies in {store.redact_url(rdb.url)}")
         return 0
-    rows = [("study", "method", "finished", "complete", "pruned", "failed", "running", "best")]
+    rows = [("study", "method", "finished", "complete", "pruned", "failed", "running", "best", "cost")]
     for name in names:
         study = optuna.load_study(study_name=name, storage=rdb)
         c = store.state_counts(study)
@@ -216,12 +216,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
             best_text = f"{best[0].value:.4g} (#{best[0].number})"
         elif len(best) > 1:
             best_text = f"{len(best)} Pareto"
+        cost = store.study_cost(study)
         rows.append((name, str(record.method or "-"), f"{c['finished']}/{total or '?'}",
-                     str(c["complete"]), str(c["pruned"]), str(c["fail"]), str(c["running"]), best_text))
+                     str(c["complete"]), str(c["pruned"]), str(c["fail"]), str(c["running"]), best_text,
+                     _cost_text(cost)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0
+
+
+def _cost_text(cost: Any) -> str:
+    """Device-hours of a study's search (``status``): GPU-h when it used GPUs, else CPU-h."""
+    if not cost.trials:
+        return "-"
+    unit = "GPU-h" if cost.gpu_seconds else "CPU-h"
+    shown = f"{cost.device_hours:.3g} {unit}"
+    peak = cost.peak_gpu_memory_mb if cost.peak_gpu_memory_mb is not None else cost.peak_rss_mb
+    if peak is not None:
+        shown += f", peak {peak:.0f} MB"
+    return shown + (" (est.)" if cost.estimated or cost.unknown else "")
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
@@ -240,7 +254,8 @@ def _cmd_best(args: argparse.Namespace) -> int:
         entry: dict[str, Any] = {"study": study.study_name, "trial": trial.number,
                                  "values": trial.values, "params": trial.params,
                                  "budget": trial.user_attrs.get(store.ATTR_BUDGET),
-                                 "config": store.trial_config(study, trial)}
+                                 "config": store.trial_config(study, trial),
+                                 "cost": store.cost_summary(trial)}
         if args.evaluate_test:
             from trainables import registry
 
@@ -249,7 +264,10 @@ def _cmd_best(args: argparse.Namespace) -> int:
             store.StudyRecord(test_evaluation={"trial": trial.number, "metrics": metrics}).write(
                 study, "test_evaluation")
         out.append(entry)
+    study_cost = store.study_cost(study)
     if args.json:
+        for entry in out:
+            entry["study_cost"] = study_cost.as_dict()
         print(json.dumps(out if len(out) > 1 else out[0], indent=2, default=str))
         return 0
     for entry in out:
@@ -257,8 +275,11 @@ def _cmd_best(args: argparse.Namespace) -> int:
         print(f"{entry['study']}: trial {entry['trial']}: value {values} (budget {entry['budget']})")
         for key, value in entry["params"].items():
             print(f"  {key}: {value}")
+        if entry["cost"]:
+            print("  cost: " + ", ".join(f"{k}={v}" for k, v in entry["cost"].items()))
         if "test" in entry:
             print("  test: " + ", ".join(f"{k}={v}" for k, v in entry["test"].items()))
+    print(f"search cost: {study_cost.summary()}")
     return 0
 
 

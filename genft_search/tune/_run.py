@@ -86,6 +86,8 @@ def _create_or_update(plan: StudyPlan, storage: optuna.storages.RDBStorage, task
         task=task, study_file=config.name, method=config.method, protocol=config.protocol,
         config=plan.base_configs[task], objective=[o.model_dump() for o in config.objectives],
         n_trials=plan.n_trials, ablation=plan.ablation,
+        resources={"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+        budget=config.budget.model_dump(exclude_none=True) | {"n_trials": plan.n_trials},
     )
     if store.StudyRecord.read(study).space_fingerprint != plan.fingerprint:
         record.space_fingerprint, record.space = plan.fingerprint, plan.space.describe()
@@ -281,6 +283,7 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
               show_progress: bool, runs_dir: str | os.PathLike[str] | None = None) -> None:
     from ray import tune
 
+    from genft_search.tune._budget import RunBudget, budget_stopper
     from genft_search.tune._searcher import OptunaSearcher
 
     config = plan.config
@@ -295,13 +298,18 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
             return
         timeout = config.budget.timeout
         deadline = time.monotonic() + timeout if timeout else None
-        searcher = OptunaSearcher(study, plan, task, runner, deadline)
+        resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
+        budget = RunBudget(study, resources, timeout, config.budget.device_hours)
+        if budget.exhausted():
+            line.update(snapshot(study, study.study_name, plan.n_trials, config.objectives), force=True)
+            line.close()
+            return
+        searcher = OptunaSearcher(study, plan, task, runner, deadline, budget)
         scheduler = recording_stops(_shared(plan.scheduler(), study, searcher), searcher)
         callback = make_callback(searcher, line, study.study_name, plan.n_trials, config.objectives)
         objective = config.objectives[0]
         runs = resolve_runs_dir(runs_dir)
         name = f"{config.name}-{task}-{runner.pid}-{int(time.time())}"
-        resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
         trainable = tune.with_resources(_checkpoints.resuming(plan.trainable), resources)
         tuner = tune.Tuner(
             trainable,
@@ -322,6 +330,7 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
                 storage_path=runs,
                 verbose=0,
                 callbacks=[callback],
+                stop=budget_stopper(budget, searcher.running_since),
                 failure_config=tune.FailureConfig(max_failures=0),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 log_to_file=True,
@@ -334,9 +343,8 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
             searcher.abandon("the runner was interrupted")
             raise
         finally:
-            timed_out = deadline is not None and time.monotonic() >= deadline
-            searcher.abandon("stopped by budget.timeout before its last epoch" if timed_out
-                             else "the runner stopped before the trial finished")
+            cut = budget.exhausted(searcher.running_since())
+            searcher.abandon(cut or "the runner stopped before the trial finished", cut=cut is not None)
             line.update(snapshot(study, study.study_name, plan.n_trials, config.objectives), force=True)
             line.close()
             if not os.environ.get("GENFT_KEEP_RUNS"):
