@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     _study_arg(p)
     p.add_argument("--evaluate-test", action="store_true",
                    help="retrain the best setting on train+val and evaluate it once on test")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="with --evaluate-test: retrain with seeds 1..N, test each once, store every seed "
+                        "(test_evaluations; seeds already stored are not retrained)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("export", help="export a study's trials as CSV, JSON or a LaTeX table",
@@ -244,6 +247,10 @@ def _cmd_best(args: argparse.Namespace) -> int:
     from genft_search import store
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.seeds is not None and not args.evaluate_test:
+        raise UserError("best: --seeds: only with --evaluate-test; expected --evaluate-test --seeds N")
+    if args.seeds is not None and args.seeds < 1:
+        raise UserError(f"best: --seeds: {args.seeds} seeds; expected an integer >= 1")
     rdb = _open_existing(args.storage)
     study = store.find_study(rdb, args.study)
     best = store.best_trials(study)
@@ -256,7 +263,11 @@ def _cmd_best(args: argparse.Namespace) -> int:
                                  "budget": trial.user_attrs.get(store.ATTR_BUDGET),
                                  "config": store.trial_config(study, trial),
                                  "cost": store.cost_summary(trial)}
-        if args.evaluate_test:
+        if args.evaluate_test and args.seeds is not None:
+            from genft_search.evaluation import evaluate_seeds
+
+            entry["test_seeds"] = evaluate_seeds(study, trial, args.seeds)
+        elif args.evaluate_test:
             from trainables import registry
 
             metrics = registry.evaluate_test(entry["config"])
@@ -279,8 +290,26 @@ def _cmd_best(args: argparse.Namespace) -> int:
             print("  cost: " + ", ".join(f"{k}={v}" for k, v in entry["cost"].items()))
         if "test" in entry:
             print("  test: " + ", ".join(f"{k}={v}" for k, v in entry["test"].items()))
+        if "test_seeds" in entry:
+            print(_seeds_text(entry["test_seeds"]))
     print(f"search cost: {study_cost.summary()}")
     return 0
+
+
+def _seeds_text(entries: list[dict[str, Any]]) -> str:
+    """Per seed the test metrics, then mean ± std over seeds of each."""
+    from genft_search.stats import mean_std
+
+    lines = []
+    keys: list[str] = []
+    for entry in entries:
+        metrics = {k: v for k, v in entry["metrics"].items() if k.startswith("test_")}
+        keys.extend(k for k in metrics if k not in keys)
+        shown = ", ".join(f"{k}={v:.6g}" for k, v in metrics.items())
+        lines.append(f"  test, seed {entry['seed']}: {shown}")
+    summary = [f"{k}={mean_std(e['metrics'][k] for e in entries if k in e['metrics'])}" for k in keys]
+    lines.append(f"  test over {len(entries)} seeds (mean ± std): " + ", ".join(summary))
+    return "\n".join(lines)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
