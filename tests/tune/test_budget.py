@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from genft_search import store
 from genft_search.config import parse_study_config
+from genft_search.report import write_report
 from genft_search.tune import run_study
 from tests.support.engine import run_cli, toy_study
 
@@ -27,7 +28,7 @@ def _run(doc, url):
     return run_study(parse_study_config(doc, "study.yaml"), storage=url, progress=False)
 
 
-def test_every_trial_stores_its_cost_and_the_study_sums_pruned_and_failed(sqlite_url):
+def test_every_trial_stores_its_cost_and_the_study_sums_pruned_and_failed(sqlite_url, tmp_path):
     doc = toy_study(
         "cost",
         params={"handicap": {"choice": [0.0, 0.5]}, "nan_at_epoch": {"choice": [0, 2]}},
@@ -74,6 +75,8 @@ def test_every_trial_stores_its_cost_and_the_study_sums_pruned_and_failed(sqlite
     rows = json.loads(exported.stdout)
     rows = rows["trials"] if isinstance(rows, dict) else rows
     assert all(r["device_seconds"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
+    page = write_report("cost/a", storage=sqlite_url, out_dir=tmp_path, png=False).read_text()
+    assert f"Cost of the search (every finished trial, pruned and failed included): {total.summary()}" in page
 
 
 def test_device_hours_stops_the_study_and_requeues_the_cut_trials(sqlite_url):
