@@ -63,7 +63,7 @@ def test_every_trial_stores_its_cost_and_the_study_sums_pruned_and_failed(sqlite
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     status = run_cli("status", "--storage", sqlite_url, env=env)
     assert status.returncode == 0, status.stderr
-    assert "CPU-h" in status.stdout and f"{total.cpu_seconds / 3600:.3g}" in status.stdout
+    assert f"{total.cpu_seconds / 3600:.3g} CPU-h, peak {total.peak_rss_mb:.0f} MB" in status.stdout
     best = run_cli("best", "cost/a", "--storage", sqlite_url, "--json", env=env)
     assert best.returncode == 0, best.stderr
     shown = json.loads(best.stdout)
