@@ -231,7 +231,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cost_text(cost: Any) -> str:
     """Device-hours of a study's search (``status``): GPU-h when it used GPUs, else CPU-h."""
-    if not cost.trials:
+    if cost.unknown == cost.trials:  # no trial yet, or none stored a cost (made outside genft-search)
         return "-"
     unit = "GPU-h" if cost.gpu_seconds else "CPU-h"
     shown = f"{cost.device_hours:.3g} {unit}"
