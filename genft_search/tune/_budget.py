@@ -74,10 +74,22 @@ def budget_stopper(budget: RunBudget, running: Any) -> Any:
     from ray import tune
 
     class _BudgetStopper(tune.Stopper):
+        # no closures over the budget: Ray cloudpickles this class by value with its experiment state
+        def __init__(self, budget: RunBudget | None, running: Any) -> None:
+            self.budget, self.running = budget, running
+
+        def __getstate__(self) -> dict[str, Any]:
+            """The budget (its study, the sampler) stays in the driver; a detached copy stops nothing (the
+            store is the truth on resume)."""
+            return {}
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            self.budget, self.running = None, None
+
         def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
             return False
 
         def stop_all(self) -> bool:
-            return budget.exhausted(running()) is not None
+            return self.budget is not None and self.budget.exhausted(self.running()) is not None
 
-    return _BudgetStopper()
+    return _BudgetStopper(budget, running)
