@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     _study_arg(p)
     p.add_argument("--evaluate-test", action="store_true",
                    help="retrain the best setting on train+val and evaluate it once on test")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="with --evaluate-test: retrain with seeds 1..N, test each once, store every seed "
+                        "(test_evaluations; seeds already stored are not retrained)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("export", help="export a study's trials as CSV, JSON or a LaTeX table",
@@ -221,7 +224,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if not names:
         print(f"no studies in {store.redact_url(rdb.url)}")
         return 0
-    rows = [("study", "method", "finished", "complete", "pruned", "failed", "running", "best")]
+    rows = [("study", "method", "finished", "complete", "pruned", "failed", "running", "best", "cost")]
     for name in names:
         study = optuna.load_study(study_name=name, storage=rdb)
         c = store.state_counts(study)
@@ -233,12 +236,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
             best_text = f"{best[0].value:.4g} (#{best[0].number})"
         elif len(best) > 1:
             best_text = f"{len(best)} Pareto"
+        cost = store.study_cost(study)
         rows.append((name, str(record.method or "-"), f"{c['finished']}/{total or '?'}",
-                     str(c["complete"]), str(c["pruned"]), str(c["fail"]), str(c["running"]), best_text))
+                     str(c["complete"]), str(c["pruned"]), str(c["fail"]), str(c["running"]), best_text,
+                     _cost_text(cost)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0
+
+
+def _cost_text(cost: Any) -> str:
+    """Device-hours of a study's search (``status``): GPU-h when it used GPUs, else CPU-h."""
+    if cost.unknown == cost.trials:  # no trial yet, or none stored a cost (made outside genft-search)
+        return "-"
+    unit = "GPU-h" if cost.gpu_seconds else "CPU-h"
+    shown = f"{cost.device_hours:.3g} {unit}"
+    peak = cost.peak_gpu_memory_mb if cost.peak_gpu_memory_mb is not None else cost.peak_rss_mb
+    if peak is not None:
+        shown += f", peak {peak:.0f} MB"
+    return shown + (" (est.)" if cost.estimated or cost.unknown else "")
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
@@ -247,6 +264,10 @@ def _cmd_best(args: argparse.Namespace) -> int:
     from genft_search import store
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.seeds is not None and not args.evaluate_test:
+        raise UserError("best: --seeds: only with --evaluate-test; expected --evaluate-test --seeds N")
+    if args.seeds is not None and args.seeds < 1:
+        raise UserError(f"best: --seeds: {args.seeds} seeds; expected an integer >= 1")
     rdb = _open_existing(args.storage)
     study = store.find_study(rdb, args.study)
     best = store.best_trials(study)
@@ -257,8 +278,13 @@ def _cmd_best(args: argparse.Namespace) -> int:
         entry: dict[str, Any] = {"study": study.study_name, "trial": trial.number,
                                  "values": trial.values, "params": trial.params,
                                  "budget": trial.user_attrs.get(store.ATTR_BUDGET),
-                                 "config": store.trial_config(study, trial)}
-        if args.evaluate_test:
+                                 "config": store.trial_config(study, trial),
+                                 "cost": store.cost_summary(trial)}
+        if args.evaluate_test and args.seeds is not None:
+            from genft_search.evaluation import evaluate_seeds
+
+            entry["test_seeds"] = evaluate_seeds(study, trial, args.seeds)
+        elif args.evaluate_test:
             from trainables import registry
 
             metrics = registry.evaluate_test(entry["config"])
@@ -266,7 +292,10 @@ def _cmd_best(args: argparse.Namespace) -> int:
             store.StudyRecord(test_evaluation={"trial": trial.number, "metrics": metrics}).write(
                 study, "test_evaluation")
         out.append(entry)
+    study_cost = store.study_cost(study)
     if args.json:
+        for entry in out:
+            entry["study_cost"] = study_cost.as_dict()
         print(json.dumps(out if len(out) > 1 else out[0], indent=2, default=str))
         return 0
     for entry in out:
@@ -274,9 +303,30 @@ def _cmd_best(args: argparse.Namespace) -> int:
         print(f"{entry['study']}: trial {entry['trial']}: value {values} (budget {entry['budget']})")
         for key, value in entry["params"].items():
             print(f"  {key}: {value}")
+        if entry["cost"]:
+            print("  cost: " + ", ".join(f"{k}={v}" for k, v in entry["cost"].items()))
         if "test" in entry:
             print("  test: " + ", ".join(f"{k}={v}" for k, v in entry["test"].items()))
+        if "test_seeds" in entry:
+            print(_seeds_text(entry["test_seeds"]))
+    print(f"search cost: {study_cost.summary()}")
     return 0
+
+
+def _seeds_text(entries: list[dict[str, Any]]) -> str:
+    """Per seed the test metrics, then mean ± std over seeds of each."""
+    from genft_search.stats import mean_std
+
+    lines = []
+    keys: list[str] = []
+    for entry in entries:
+        metrics = {k: v for k, v in entry["metrics"].items() if k.startswith("test_")}
+        keys.extend(k for k in metrics if k not in keys)
+        shown = ", ".join(f"{k}={v:.6g}" for k, v in metrics.items())
+        lines.append(f"  test, seed {entry['seed']}: {shown}")
+    summary = [f"{k}={mean_std(e['metrics'][k] for e in entries if k in e['metrics'])}" for k in keys]
+    lines.append(f"  test over {len(entries)} seeds (mean ± std): " + ", ".join(summary))
+    return "\n".join(lines)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

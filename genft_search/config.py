@@ -197,10 +197,13 @@ class SchedulerSpec(BaseModel):
 
 
 class Budget(_Strict):
-    """``n_trials`` is the study's total of finished trials; ``timeout`` bounds one run (seconds)."""
+    """``n_trials`` is the study's total of finished trials; ``timeout`` bounds one run (seconds);
+    ``device_hours`` bounds the study's device time (GPU-hours, or CPU-hours when trials hold no GPU, over
+    every trial). A study stops at whichever comes first."""
 
     n_trials: Annotated[int, Field(ge=1, strict=True)] = 20
     timeout: float | None = None
+    device_hours: Annotated[float, Field(gt=0)] | None = None
 
     @field_validator("timeout", mode="before")
     @classmethod

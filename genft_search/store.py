@@ -37,6 +37,7 @@ from genft_search.errors import UserError
 __all__ = [
     "ATTR_BUDGET",
     "ATTR_CONFIG",
+    "ATTR_COST",
     "ATTR_FAIL_REASON",
     "ATTR_MAX_BUDGET",
     "ATTR_METRICS",
@@ -53,6 +54,8 @@ __all__ = [
     "StudyLike",
     "StudyRecord",
     "best_trials",
+    "cost_of",
+    "cost_summary",
     "counted_trials",
     "describe_storage",
     "find_studies",
@@ -65,6 +68,7 @@ __all__ = [
     "resolve_storage_url",
     "retry_chain",
     "state_counts",
+    "study_cost",
     "study_lock",
     "study_names",
     "tag_runner",
@@ -96,6 +100,9 @@ ATTR_MAX_BUDGET = "max_budget"
 ATTR_METRICS = "metrics"
 ATTR_TRAIN_SECONDS = "train_seconds"
 ATTR_WARM_START = "warm_start"
+ATTR_COST = "cost"
+#: what a trainable may report about its own cost; copied from its last report into the trial's cost
+COST_METRICS = ("peak_gpu_memory_mb", "peak_rss_mb", "examples_per_second", "trainable_params")
 
 
 class StudyLike(Protocol):
@@ -131,8 +138,14 @@ class StudyRecord:
     warm_started: bool = False
     #: an ablation's description (base, variants, seeds, setting); None for searches
     ablation: dict[str, Any] | None = None
-    #: ``{"trial": n, "metrics": {...}}`` of ``genft-search best --evaluate-test``
+    #: ``{"trial": n, "metrics": {...}}`` of ``genft-search best --evaluate-test`` (one seed)
     test_evaluation: dict[str, Any] | None = None
+    #: ``[{"seed": s, "trial": n, "metrics": {...}}, ...]`` of ``best --evaluate-test --seeds N``
+    test_evaluations: list[dict[str, Any]] = field(default_factory=list)
+    #: the Ray resources each trial holds, ``{"cpu": c, "gpu": g}`` (what device-seconds multiply by)
+    resources: dict[str, float] | None = None
+    #: ``{"n_trials": .., "timeout": .., "device_hours": ..}`` of the file the study last ran with
+    budget: dict[str, Any] | None = None
 
     @classmethod
     def read(cls, study: StudyLike) -> StudyRecord:
@@ -861,7 +874,7 @@ def _number(value: Any) -> Any:
 
 
 def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
-    """One flat row per trial: number, state, value(s), budget, duration, params, reason."""
+    """One flat row per trial: number, state, value(s), budget, duration, params, cost, reason."""
     rows = []
     directions = study.directions
     for t in study.get_trials(deepcopy=False):
@@ -875,7 +888,143 @@ def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
         row["duration_s"] = round(t.duration.total_seconds(), 3) if t.duration else None
         for key, value in t.params.items():
             row[f"params_{key}"] = value
+        cost = t.user_attrs.get(ATTR_COST)
+        if isinstance(cost, Mapping):
+            for key in ("device", "device_seconds", *COST_METRICS):
+                row[key] = _number(cost.get(key))
         if ATTR_FAIL_REASON in t.user_attrs:
             row["fail_reason"] = t.user_attrs[ATTR_FAIL_REASON]
         rows.append(row)
     return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# cost
+
+
+def cost_of(wall_seconds: float, resources: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``cost`` user attr of a trial that held ``resources`` for ``wall_seconds``.
+
+    Device-seconds are wall time x the devices held: GPUs when the trial holds any (``device: cuda``),
+    else CPUs (``device: cpu``). The trainable's own figures (peak memory, throughput, parameter count)
+    come from its last report, when it made them.
+    """
+    gpu = float(resources.get("gpu") or 0.0)
+    cpu = float(resources.get("cpu") or 0.0)
+    device, held = ("cuda", gpu) if gpu > 0 else ("cpu", cpu)
+    wall = max(float(wall_seconds), 0.0)
+    cost: dict[str, Any] = {"device": device, "devices": held, "wall_seconds": round(wall, 3),
+                            "device_seconds": round(wall * held, 3)}
+    for key in COST_METRICS:
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            cost[key] = value
+    return cost
+
+
+@dataclass
+class StudyCost:
+    """A study's cost summed over every finished trial, pruned and failed (re-enqueued ones too) included.
+
+    ``gpu_seconds`` and ``cpu_seconds`` are device-seconds (wall x devices held); a finished trial that
+    stored no cost (a runner killed mid-trial) is estimated from its duration x the study's
+    ``resources`` and counted in ``estimated``.
+    """
+
+    trials: int = 0
+    wall_seconds: float = 0.0
+    gpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    estimated: int = 0
+    #: trials with neither a stored cost nor resources to estimate one from
+    unknown: int = 0
+    peak_gpu_memory_mb: float | None = None
+    peak_rss_mb: float | None = None
+    examples_per_second: float | None = None
+    """mean over the trials that reported it"""
+    trainable_params: int | None = None
+    """of the best trial (else the last one that reported it)"""
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.gpu_seconds / 3600
+
+    @property
+    def device_hours(self) -> float:
+        """GPU-hours when the study used GPUs, else CPU-hours (what ``budget.device_hours`` counts)."""
+        return (self.gpu_seconds or self.cpu_seconds) / 3600
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["gpu_hours"], out["device_hours"] = self.gpu_hours, self.device_hours
+        return out
+
+    def summary(self) -> str:
+        """One line: device-hours, peak memory, throughput (``status``, ``best``)."""
+        parts = [f"{self.trials} trials", f"{self.wall_seconds / 3600:.3g} h wall"]
+        if self.gpu_seconds:
+            parts.append(f"{self.gpu_hours:.3g} GPU-h")
+        if self.cpu_seconds:
+            parts.append(f"{self.cpu_seconds / 3600:.3g} CPU-h")
+        if self.peak_gpu_memory_mb is not None:
+            parts.append(f"peak GPU memory {self.peak_gpu_memory_mb:.0f} MB")
+        if self.peak_rss_mb is not None:
+            parts.append(f"peak RSS {self.peak_rss_mb:.0f} MB")
+        if self.examples_per_second is not None:
+            parts.append(f"{self.examples_per_second:.3g} examples/s")
+        if self.estimated:
+            parts.append(f"{self.estimated} estimated")
+        if self.unknown:
+            parts.append(f"{self.unknown} without cost")
+        return ", ".join(parts)
+
+
+def _finished(trial: FrozenTrial) -> bool:
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def study_cost(study: optuna.Study) -> StudyCost:
+    """The sum of every finished trial's ``cost`` (see :class:`StudyCost`)."""
+    resources = study.user_attrs.get("resources")
+    total = StudyCost()
+    rates: list[float] = []
+    best = best_trials(study)
+    best_numbers = {t.number for t in best}
+    best_reported = False
+    for trial in study.get_trials(deepcopy=False):
+        if not _finished(trial):
+            continue
+        total.trials += 1
+        cost = trial.user_attrs.get(ATTR_COST)
+        if not isinstance(cost, Mapping):
+            seconds = trial.duration.total_seconds() if trial.duration else None
+            if seconds is None or not isinstance(resources, Mapping):
+                total.unknown += 1
+                continue
+            cost = cost_of(seconds, resources, trial.user_attrs.get(ATTR_METRICS) or {})
+            total.estimated += 1
+        total.wall_seconds += float(cost.get("wall_seconds") or 0.0)
+        seconds = float(cost.get("device_seconds") or 0.0)
+        if cost.get("device") == "cpu":
+            total.cpu_seconds += seconds
+        else:
+            total.gpu_seconds += seconds
+        for key in ("peak_gpu_memory_mb", "peak_rss_mb"):
+            value = cost.get(key)
+            if isinstance(value, (int, float)):
+                setattr(total, key, max(float(value), getattr(total, key) or 0.0))
+        rate = cost.get("examples_per_second")
+        if isinstance(rate, (int, float)):
+            rates.append(float(rate))
+        count = cost.get("trainable_params")
+        if isinstance(count, (int, float)) and not (best_reported and trial.number not in best_numbers):
+            total.trainable_params = int(count)
+            best_reported = best_reported or trial.number in best_numbers
+    total.examples_per_second = sum(rates) / len(rates) if rates else None
+    return total
+
+
+def cost_summary(trial: FrozenTrial) -> dict[str, Any]:
+    """A trial's stored ``cost`` (empty when it has none), for exports and ``best``."""
+    cost = trial.user_attrs.get(ATTR_COST)
+    return dict(cost) if isinstance(cost, Mapping) else {}

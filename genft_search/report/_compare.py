@@ -48,7 +48,7 @@ __all__ = ["ALPHA", "Benchmark", "Cell", "Comparison", "Pair", "Row", "compare_s
 
 TEST_EVALUATIONS = "test_evaluations"
 TEST_EVALUATION = "test_evaluation"
-COST = "cost"
+COST = store.ATTR_COST
 RESOURCES = "resources"
 ALPHA = 0.05
 

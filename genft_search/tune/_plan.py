@@ -233,6 +233,21 @@ def _max_budget(config: StudyConfig) -> int | None:
     return int(max_t) if isinstance(max_t, (int, float)) else None
 
 
+def _random_search_note(config: StudyConfig, n_trials: int) -> list[str]:
+    """A model-based sampler draws its first ``n_startup_trials`` points at random; a study with no more
+    trials than that is random search, whatever the file says."""
+    cls = getattr(optuna.samplers, SAMPLERS[config.sampler.name])
+    parameter = inspect.signature(cls.__init__).parameters.get("n_startup_trials")
+    if parameter is None:
+        return []
+    startup = config.sampler.kwargs.get("n_startup_trials", parameter.default)
+    if not isinstance(startup, int) or n_trials > startup:
+        return []
+    return [f"{config.source}: sampler: {config.sampler.name} draws its first {startup} trials at random "
+            f"(n_startup_trials) and n_trials is {n_trials}: this study is random search; expected "
+            f"sampler.n_startup_trials below n_trials for {config.sampler.name} to model the results"]
+
+
 def plan_study(config: StudyConfig, *, n_trials: int | None = None, check_data: bool = True,
                trainable: Callable[[dict[str, Any]], None] | None = None) -> StudyPlan:
     """Validate a study without side effects: space, sampler, scheduler, trainable and data.
@@ -267,6 +282,7 @@ def plan_study(config: StudyConfig, *, n_trials: int | None = None, check_data: 
                         f"but the file has {len(config.objectives)} objectives; expected scheduler fifo "
                         f"with several objectives")
     _check_epochs(config)
+    notes.extend(_random_search_note(config, total))
     max_budget = _max_budget(config)
     _dry_ask(config, space, make_sampler(config, space))
     make_scheduler(config, max_budget)

@@ -325,6 +325,7 @@ def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label:
                                      result.get(BUDGET_KEY, result.get("training_iteration")))
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            searcher.mark_started(trial.trial_id)
             self._refresh(force=True)
 
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:

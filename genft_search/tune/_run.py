@@ -90,6 +90,8 @@ def _create_or_update(plan: StudyPlan, storage: optuna.storages.RDBStorage, task
         task=task, study_file=config.name, method=config.method, protocol=config.protocol,
         config=plan.base_configs[task], objective=[o.model_dump() for o in config.objectives],
         n_trials=plan.n_trials, ablation=plan.ablation,
+        resources={"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+        budget=config.budget.model_dump(exclude_none=True) | {"n_trials": plan.n_trials},
     )
     if store.StudyRecord.read(study).space_fingerprint != plan.fingerprint:
         record.space_fingerprint, record.space = plan.fingerprint, plan.space.describe()
@@ -305,6 +307,7 @@ def _run_tasks(plan: StudyPlan, items: Sequence[tuple[optuna.Study, str]], runne
     """
     from ray import tune
 
+    from genft_search.tune._budget import RunBudget, budget_stopper
     from genft_search.tune._searcher import OptunaSearcher
 
     config = plan.config
@@ -334,9 +337,18 @@ def _run_tasks(plan: StudyPlan, items: Sequence[tuple[optuna.Study, str]], runne
             return
         timeout = config.budget.timeout
         deadline = time.monotonic() + timeout if timeout else None
+        resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
+        budgets = {task: RunBudget(study, resources, timeout, config.budget.device_hours)
+                   for study, task in left}
+        left = [(study, task) for study, task in left if not budgets[task].exhausted()]
+        if not left:
+            show(force=True)
+            for line in [*lines.values(), total]:
+                line.close()
+            return
         searchers, schedulers, callbacks = {}, {}, {}
         for study, task in left:
-            searcher = OptunaSearcher(study, plan, task, runner, deadline)
+            searcher = OptunaSearcher(study, plan, task, runner, deadline, budgets[task])
             searchers[task] = searcher
             schedulers[task] = recording_stops(_shared(plan.scheduler(), study, searcher), searcher)
             callbacks[task] = make_callback(searcher, lines[task], study.study_name, plan.n_trials,
@@ -346,18 +358,20 @@ def _run_tasks(plan: StudyPlan, items: Sequence[tuple[optuna.Study, str]], runne
             search_alg: Any = searchers[task]
             scheduler: Any = schedulers[task]
             callback: Any = callbacks[task]
+            task_of: Any = lambda trial_id, only=task: only  # noqa: E731
         else:
             from genft_search.tune._at_once import TaskScheduler, TaskSearcher, routing_callback
 
             search_alg = TaskSearcher(searchers, tasks_at_once or len(left))
             scheduler = TaskScheduler(schedulers, search_alg)
             callback = routing_callback(callbacks, search_alg)
+            task_of = search_alg.owner.get
+        stopper = budget_stopper({t: (budgets[t], searchers[t].running_since) for t in searchers}, task_of)
         objective = config.objectives[0]
         runs = resolve_runs_dir(runs_dir)
         label = left[0][1] if len(left) == 1 else f"{len(left)}tasks"
         name = f"{config.name}-{label}-{runner.pid}-{int(time.time())}"
         private_dir(runs, name)
-        resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
         trainable = tune.with_resources(_checkpoints.resuming(plan.trainable), resources)
         tuner = tune.Tuner(
             trainable,
@@ -378,6 +392,7 @@ def _run_tasks(plan: StudyPlan, items: Sequence[tuple[optuna.Study, str]], runne
                 storage_path=runs,
                 verbose=0,
                 callbacks=[callback],
+                stop=stopper,
                 failure_config=tune.FailureConfig(max_failures=0),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 log_to_file=True,
@@ -391,10 +406,9 @@ def _run_tasks(plan: StudyPlan, items: Sequence[tuple[optuna.Study, str]], runne
                 searcher.abandon("the runner was interrupted")
             raise
         finally:
-            timed_out = deadline is not None and time.monotonic() >= deadline
-            for searcher in searchers.values():
-                searcher.abandon("stopped by budget.timeout before its last epoch" if timed_out
-                                 else "the runner stopped before the trial finished")
+            for task, searcher in searchers.items():
+                cut = budgets[task].exhausted(searcher.running_since())
+                searcher.abandon(cut or "the runner stopped before the trial finished", cut=cut is not None)
             show(force=True)
             for line in [*lines.values(), total]:
                 line.close()

@@ -20,6 +20,7 @@ from ray.tune.search import Searcher
 
 from genft_search import store
 from genft_search.tune import _checkpoints
+from genft_search.tune._budget import RunBudget
 from genft_search.tune._plan import BUDGET_KEY, StudyPlan
 
 __all__ = ["OptunaSearcher"]
@@ -63,7 +64,7 @@ class OptunaSearcher(Searcher):
     """
 
     def __init__(self, study: optuna.Study, plan: StudyPlan, task: str, runner: store.Runner,
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, budget: RunBudget | None = None) -> None:
         objectives = plan.config.objectives
         mode = "max" if objectives[0].direction == "maximize" else "min"
         super().__init__(metric=objectives[0].metric, mode=mode)
@@ -75,6 +76,8 @@ class OptunaSearcher(Searcher):
         self._n_trials = plan.n_trials
         self._runner = runner
         self._deadline = deadline
+        self._budget = budget
+        self._resources = {"cpu": plan.config.resources.cpu, "gpu": plan.config.resources.gpu}
         self._live: dict[str, _Live] = {}
         self._errored: dict[str, _Live] = {}
         self._stopped: set[str] = set()
@@ -107,6 +110,8 @@ class OptunaSearcher(Searcher):
     # Ray's stubs leave out the FINISHED string that its own Searcher API documents
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if self.study is None:  # unpickled by Ray: only the driver's own searcher may ask the store
+            return self.FINISHED
+        if self._budget is not None and self._budget.exhausted(self.running_since()):
             return self.FINISHED
         with store.study_lock(self.study):
             counts = store.state_counts(self.study)
@@ -154,6 +159,16 @@ class OptunaSearcher(Searcher):
         live = self._live.get(trial_id)
         return live.trial.number if live is not None else None
 
+    def mark_started(self, trial_id: str) -> None:
+        """Its device time starts now (a trial may wait for resources after ``suggest``)."""
+        live = self._live.get(trial_id)
+        if live is not None:
+            live.started = time.monotonic()
+
+    def running_since(self) -> list[float]:
+        """Start times of the trials running now (what the device budget counts)."""
+        return [live.started for live in self._live.values()]
+
     def mark_stopped(self, trial_id: str) -> None:
         self._stopped.add(trial_id)
 
@@ -163,13 +178,14 @@ class OptunaSearcher(Searcher):
         if live is not None:
             self._tell_fail(live, reason, requeue=requeue)
 
-    def abandon(self, reason: str) -> None:
-        """Trials this runner can no longer finish (interrupt, timeout): FAIL and re-enqueue them."""
+    def abandon(self, reason: str, cut: bool = False) -> None:
+        """Trials this runner can no longer finish (interrupt, timeout): FAIL and re-enqueue them
+        (``cut``: the budget ran out, so a retry is re-enqueued again too)."""
         for trial_id in list(self._errored):
             self._tell_fail(self._errored.pop(trial_id), "the trial raised an error (no details)")
         for trial_id in list(self._live):
             live = self._live.pop(trial_id)
-            self._tell_fail(live, reason, requeue=True)
+            self._tell_fail(live, reason, requeue=True, cut=cut)
 
     # internals -------------------------------------------------------------------------------------
     def _resume(self, live: _Live) -> None:
@@ -242,9 +258,13 @@ class OptunaSearcher(Searcher):
         attrs.set_user_attr(store.ATTR_METRICS, metrics)
         attrs.set_user_attr(store.ATTR_TRAIN_SECONDS, round(time.monotonic() - live.started, 3))
         short = target is not None and budget < target
-        if self._deadline is not None and time.monotonic() >= self._deadline and (target is None or short):
-            self._tell_fail(live, "stopped by budget.timeout before its last epoch", requeue=True)
+        cut = self._budget.exhausted() if self._budget is not None else None
+        if cut is None and self._deadline is not None and time.monotonic() >= self._deadline:
+            cut = "stopped by budget.timeout before its last epoch"
+        if cut is not None and (target is None or short):
+            self._tell_fail(live, cut, requeue=True, cut=True)
             return
+        self._store_cost(live)
         stopped_early = short or (target is None and trial_id in self._stopped)
         self._forget_checkpoints(live)
         try:
@@ -261,8 +281,16 @@ class OptunaSearcher(Searcher):
             logger.warning("could not store trial %d: %s", live.trial.number, exc)
         self.changed += 1
 
-    def _tell_fail(self, live: _Live, reason: str, requeue: bool = False) -> None:
-        retry = store.ATTR_RETRY_OF in (live.trial.user_attrs or {})
+    def _store_cost(self, live: _Live) -> None:
+        cost = store.cost_of(time.monotonic() - live.started, self._resources, live.last or {})
+        with contextlib.suppress(Exception):
+            live.trial.set_user_attr(store.ATTR_COST, cost)
+            if self._budget is not None:
+                self._budget.add(cost)
+
+    def _tell_fail(self, live: _Live, reason: str, requeue: bool = False, cut: bool = False) -> None:
+        retry = store.ATTR_RETRY_OF in (live.trial.user_attrs or {}) and not cut
+        self._store_cost(live)
         try:
             live.trial.set_user_attr(store.ATTR_FAIL_REASON, reason[:1000])
             if live.reports:
