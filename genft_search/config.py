@@ -49,10 +49,12 @@ Method = Literal["genft", "lora", "linear", "full"]
 Protocol = Literal["honest", "paper"]
 METHODS: tuple[str, ...] = get_args(Method)
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
-#: the study file's sampler names -> the ``optuna.samplers`` class the engine builds (the one list)
+#: the study file's sampler names -> the class the engine builds (the one list): a name in
+#: ``optuna.samplers``, or a dotted path for genft-search's own
 SAMPLERS: dict[str, str] = {
     "tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
     "qmc": "QMCSampler", "grid": "GridSampler", "nsga2": "NSGAIISampler",
+    "prior": "genft_search.samplers.PriorSampler",
 }
 #: the study file's scheduler names -> the ``ray.tune.schedulers`` class the engine builds
 SCHEDULERS: dict[str, str] = {

@@ -79,9 +79,10 @@ def _create_or_update(plan: StudyPlan, storage: optuna.storages.RDBStorage, task
     new = study is None
     if study is None:
         study = optuna.create_study(study_name=config.study_name(task), storage=storage,
-                                    directions=config.directions, sampler=plan.sampler(), load_if_exists=True)
+                                    directions=config.directions, sampler=plan.sampler(task),
+                                    load_if_exists=True)
     else:
-        study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=plan.sampler())
+        study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=plan.sampler(task))
     record = store.StudyRecord(
         task=task, study_file=config.name, method=config.method, protocol=config.protocol,
         config=plan.base_configs[task], objective=[o.model_dump() for o in config.objectives],
