@@ -206,6 +206,15 @@ def make_scheduler(config: StudyConfig, max_budget: int | None) -> TrialSchedule
             raise UserError(f"{where}: grace_period {kwargs['grace_period']} exceeds max_t "
                             f"{kwargs['max_t']}; "
                             "expected grace_period <= max_t (epochs)")
+    if spec.name == "one_epoch_topk":
+        if "k" not in kwargs:
+            raise UserError(f"{where}: one_epoch_topk needs k; expected scheduler.k, the configurations "
+                            f"trained to the end")
+        if max_budget is None:
+            raise UserError(f"{where}: one_epoch_topk needs the epochs; expected fixed.epochs")
+        if isinstance(kwargs.get("first", 1), int) and kwargs.get("first", 1) > max_budget:
+            raise UserError(f"{where}: first {kwargs['first']} exceeds the {max_budget} epochs; expected "
+                            f"first <= fixed.epochs")
     if spec.name != "fifo":
         kwargs["time_attr"] = BUDGET_KEY
     if spec.name == "asha":  # Ray's ASHA and its options, with rungs holding every runner's trials

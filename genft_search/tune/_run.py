@@ -312,7 +312,9 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
                 metric=objective.metric,
                 mode="max" if objective.direction == "maximize" else "min",
                 num_samples=-1,
-                max_concurrent_trials=concurrency,
+                # paused trials are live: a live-trial cap would stop one_epoch_topk from starting the
+                # configurations it waits for (Ray then runs what the resources fit)
+                max_concurrent_trials=None if config.scheduler.name == "one_epoch_topk" else concurrency,
                 reuse_actors=True,
                 time_budget_s=timeout,
                 trial_dirname_creator=lambda trial: f"t{trial.trial_id}",
