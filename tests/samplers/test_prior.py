@@ -14,7 +14,7 @@ from genft_search import store
 from genft_search.config import parse_study_config
 from genft_search.errors import UserError
 from genft_search.paper import paper_setting
-from genft_search.samplers import SOURCES, PriorSampler
+from genft_search.samplers import CONFIDENCE, SOURCES, PriorSampler
 from genft_search.tune import plan_study
 from tests.support.engine import toy_study
 
@@ -61,6 +61,14 @@ def test_proposals_concentrate_near_the_prior_at_high_confidence() -> None:
     assert random_lr < 0.3 and low_lr < high_lr - 0.15
 
 
+def test_the_confidence_levels_are_the_documented_ones() -> None:
+    assert {k: (c.width, c.mass, c.share) for k, c in CONFIDENCE.items()} == {
+        "low": (0.30, 0.5, 0.4), "medium": (0.15, 0.7, 0.6), "high": (0.05, 0.9, 0.8)}
+    for level, share in (("low", 0.4), ("medium", 0.6), ("high", 0.8)):
+        state = PriorSampler(PRIOR, confidence=level, seed=0).state([])
+        assert state.mix == {"prior": share, "incumbent": 0.0, "base": 1 - share} and state.rung is None
+
+
 def test_draws_stay_in_range_and_on_the_step_grid() -> None:
     got = _asked(PriorSampler({"lr": 5.0, "act": "nope", "dim": 1000}, confidence="low", seed=1), 80)
     assert all(1e-5 <= g["lr"] <= 1e-1 for g in got)  # a centre outside the range moves to its edge
@@ -76,6 +84,7 @@ def test_a_wrong_prior_fades_and_the_search_follows_the_base_sampler() -> None:
     state = sampler.state(trials, study.direction)
     assert state.rung == 3 and state.mix["prior"] < 0.15
     assert state.evidence["prior"][0] == 0  # none of the prior's trials is among the best third
+    assert min(state.mix.values()) >= 0.05 - 1e-9  # the floor: a faded source can come back
     late = [t.system_attrs[store.ATTR_PRIOR_SOURCE] for t in trials[-20:]]
     assert late.count("prior") <= 6
     assert abs(math.log10(study.best_params["lr"]) - math.log10(3e-2)) < 0.5
