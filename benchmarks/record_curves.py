@@ -41,7 +41,7 @@ WRONG: dict[str, Any] = {
 def study_doc(task: str, rows: list[dict[str, Any]], args: argparse.Namespace, storage: str
               ) -> dict[str, Any]:
     return {
-        "name": f"curves{int(time.time())}",
+        "name": args.name,
         "storage": storage,
         "method": "genft",
         "model": {"name": "builtin", "checkpoint": "builtin"},
@@ -70,7 +70,7 @@ def draw_configs(task: str, n: int, seed: int) -> list[tuple[str, dict[str, Any]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = build_space(parse_study_config(study_doc(task, [{}], argparse.Namespace(
-        epochs=1, train_limit=0, gpu=0), "sqlite://"), "record"))
+        epochs=1, train_limit=0, gpu=0, name="draw"), "sqlite://"), "record"))
     paper = {k: v for k, v in (paper_setting("vtab1k", task) or {}).items() if k in space}
     samplers = {"random": optuna.samplers.RandomSampler(seed=seed),
                 "paper": PriorSampler(paper, optuna.samplers.RandomSampler(seed=seed), confidence="low",
@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpu", type=float, default=0.0, help="GPU share per trial")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--storage", help="study store URL (default: SQLite in a new temporary folder); an "
+                                      "interrupted recording resumes with the same --storage and --name")
+    ap.add_argument("--name", default="curves", help="the recording study's name")
     args = ap.parse_args(argv)
 
     import ray
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     work = Path(tempfile.mkdtemp(prefix="genft-curves-"))
-    storage = f"sqlite:///{work / 'curves.db'}"
+    storage = args.storage or f"sqlite:///{work / 'curves.db'}"
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR)
     table: dict[str, Any] = {"meta": {"epochs": args.epochs, "train_limit": args.train_limit,
@@ -128,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
                 if trial.state.name != "COMPLETE" or len(curve) != args.epochs:
                     print(f"# {task}: trial {trial.number} {trial.state.name}, skipped", file=sys.stderr)
                     continue
-                rows.append({"params": trial.params, "group": drawn[trial.number][0],
+                # by parameters, not number (a retried trial is renumbered); inactive ones do not count
+                group = next((g for g, c in drawn if {k: c.get(k) for k in trial.params} == trial.params),
+                             "random")
+                rows.append({"params": trial.params, "group": group,
                              "curve": [round(v, 4) for v in curve]})
             table["tasks"][task] = {"configs": rows}
             best = max(r["curve"][-1] for r in rows)
