@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=0, help="one_epoch_topk's k (default: trials // 8, at least 2)")
     ap.add_argument("--epoch-seconds", type=float, default=0.05)
     ap.add_argument("--policies", default=",".join(POLICIES))
-    ap.add_argument("--quick", action="store_true", help="1 seed, 10 trials, target: best of 10: the CI check")
+    ap.add_argument("--quick", action="store_true", help="1 seed, 10 trials, best of 10: the CI check")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.trials, args.target_trials, args.epoch_seconds = 1, 10, 10, 0.005
