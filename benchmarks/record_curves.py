@@ -98,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpu", type=float, default=0.0, help="GPU share per trial")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--storage", help="study store URL (default: SQLite in a new temporary folder); an "
-                                      "interrupted recording resumes with the same --storage and --name")
+    ap.add_argument("--storage", help="study store URL (default: SQLite in a new temporary folder)")
     ap.add_argument("--name", default="curves", help="the recording study's name")
     args = ap.parse_args(argv)
 

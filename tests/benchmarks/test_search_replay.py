@@ -106,3 +106,20 @@ def test_quick_mode_prints_the_result_line(tmp_path: Path) -> None:
                         rf"asha_over_random={number} topk_over_random={number}", lines[-1]), lines[-1]
     for policy in search_replay.POLICIES:
         assert any(line.startswith(policy + " ") for line in lines), policy
+
+
+def test_record_curves_draws_three_groups_with_both_centres() -> None:
+    import record_curves
+
+    from genft_search.paper import paper_setting
+
+    drawn = record_curves.draw_configs("dsprites_loc", 30, seed=0)
+    groups = [g for g, _ in drawn]
+    assert len(drawn) == 30 and {g: groups.count(g) for g in set(groups)} == {"paper": 10, "wrong": 10,
+                                                                              "random": 10}
+    paper = paper_setting("vtab1k", "dsprites_loc") or {}
+    assert drawn[0] == ("paper", {k: paper[k] for k in drawn[0][1]}) and drawn[1] == ("wrong",
+                                                                                       record_curves.WRONG)
+    space = search_replay.paper_space()
+    for _, config in drawn:
+        assert all(space.contains(k, v) for k, v in config.items() if k in space)
