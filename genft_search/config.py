@@ -49,15 +49,18 @@ Method = Literal["genft", "lora", "linear", "full"]
 Protocol = Literal["honest", "paper"]
 METHODS: tuple[str, ...] = get_args(Method)
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
-#: the study file's sampler names -> the ``optuna.samplers`` class the engine builds (the one list)
+#: the study file's sampler names -> the class the engine builds (the one list): a name in
+#: ``optuna.samplers``, or a dotted path for genft-search's own
 SAMPLERS: dict[str, str] = {
     "tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
     "qmc": "QMCSampler", "grid": "GridSampler", "nsga2": "NSGAIISampler",
+    "prior": "genft_search.samplers.PriorSampler",
 }
-#: the study file's scheduler names -> the ``ray.tune.schedulers`` class the engine builds
+#: the study file's scheduler names -> the class the engine builds: a name in ``ray.tune.schedulers``,
+#: or a dotted path for genft-search's own
 SCHEDULERS: dict[str, str] = {
     "asha": "ASHAScheduler", "hyperband": "HyperBandScheduler", "median": "MedianStoppingRule",
-    "fifo": "FIFOScheduler",
+    "fifo": "FIFOScheduler", "one_epoch_topk": "genft_search.tune.OneEpochTopK",
 }
 #: keys of the trial config that hyperparameters may not shadow
 RESERVED_KEYS = frozenset({"method", "model", "data", "protocol"})

@@ -41,6 +41,7 @@ __all__ = [
     "ATTR_FAIL_REASON",
     "ATTR_MAX_BUDGET",
     "ATTR_METRICS",
+    "ATTR_PRIOR_SOURCE",
     "ATTR_REQUEUED",
     "ATTR_RESUMED_FROM_EPOCH",
     "ATTR_RETRY_OF",
@@ -71,6 +72,7 @@ __all__ = [
     "study_cost",
     "study_lock",
     "study_names",
+    "tag_prior_source",
     "tag_runner",
     "trial_config",
     "trial_records",
@@ -103,6 +105,8 @@ ATTR_WARM_START = "warm_start"
 ATTR_COST = "cost"
 #: what a trainable may report about its own cost; copied from its last report into the trial's cost
 COST_METRICS = ("peak_gpu_memory_mb", "peak_rss_mb", "examples_per_second", "trainable_params")
+#: which source of the prior-guided sampler proposed a trial (``prior``, ``incumbent``, ``base``, ...)
+ATTR_PRIOR_SOURCE = "genft:prior_source"
 
 
 class StudyLike(Protocol):
@@ -695,6 +699,12 @@ def _process_start(pid: int) -> float | None:
 def tag_runner(study: optuna.Study, trial: optuna.Trial, runner: Runner) -> None:
     """Record which runner owns ``trial`` (a system attr: stale-trial recovery reads it)."""
     study._storage.set_trial_system_attr(trial._trial_id, ATTR_RUNNER, runner.id)
+
+
+def tag_prior_source(study: optuna.Study, trial: FrozenTrial, source: str) -> None:
+    """Record which source of the prior-guided sampler proposed ``trial`` (a system attr; the sampler
+    rebuilds its mix from these on resume)."""
+    study._storage.set_trial_system_attr(trial._trial_id, ATTR_PRIOR_SOURCE, source)
 
 
 class Heartbeat:

@@ -45,8 +45,10 @@ class StudyPlan:
     #: extra study attributes written when the study is created (an ablation's description)
     ablation: dict[str, Any] | None = None
 
-    def sampler(self) -> optuna.samplers.BaseSampler:
-        return make_sampler(self.config, self.space)
+    def sampler(self, task: str | None = None) -> optuna.samplers.BaseSampler:
+        """The sampler of ``task``'s study (the first task's when None; the prior sampler's prior is
+        per task)."""
+        return make_sampler(self.config, self.space, task)
 
     def scheduler(self) -> TrialScheduler:
         return make_scheduler(self.config, self.max_budget)
@@ -171,11 +173,70 @@ def _dry_ask(config: StudyConfig, space: SearchSpace, sampler: optuna.samplers.B
         optuna.logging.set_verbosity(level)
 
 
-def make_sampler(config: StudyConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    """The study's Optuna sampler; unknown or invalid options are a ``UserError``."""
+def _resolve(path: str, default: Any) -> Any:
+    """A class of the name tables: a name in ``default`` (a module) or a dotted path."""
+    if "." not in path:
+        return getattr(default, path)
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+#: the samplers the prior-guided sampler may draw its base share from
+_PRIOR_BASES = ("tpe", "random")
+
+
+def _prior_point(config: StudyConfig, space: SearchSpace, task: str, where: str) -> dict[str, Any]:
+    """The prior's centre: the first ``warm_start`` row, else the paper's setting for ``task``."""
+    from genft_search.paper import paper_setting
+
+    if isinstance(config.warm_start, list):
+        row = next((r for r in config.warm_start if r), None)
+        origin = "the first warm_start row"
+    else:
+        row = paper_setting(config.data.kind, task)
+        origin = f"the paper's setting for {config.data.kind} task {task!r}"
+        if row is None:
+            raise UserError(f"{where}: prior: the paper reports no setting for {config.data.kind} task "
+                            f"{task!r}; expected warm_start rows giving the prior point, or a task of the "
+                            f"paper")
+    point = {k: v for k, v in (row or {}).items() if k in space}
+    if not point:
+        raise UserError(f"{where}: prior: {origin} sets none of the searched parameters; expected values "
+                        f"for some of {', '.join(space.names()) or '(none)'}")
+    return point
+
+
+def _prior_sampler(config: StudyConfig, space: SearchSpace, task: str, where: str
+                   ) -> optuna.samplers.BaseSampler:
+    from genft_search.samplers import CONFIDENCE, PriorSampler
+
+    kwargs = config.sampler.kwargs
+    for key in kwargs:
+        if key not in ("base", "confidence"):
+            raise UserError(f"{where}: unknown option {key!r}; expected one of base, confidence, seed")
+    base = kwargs.get("base", "tpe")
+    if base not in _PRIOR_BASES:
+        raise UserError(f"{where}: base: {base!r} is not a base for the prior sampler; expected one of "
+                        f"{', '.join(_PRIOR_BASES)}")
+    confidence = kwargs.get("confidence", "medium")
+    if confidence not in CONFIDENCE:
+        raise UserError(f"{where}: confidence: {confidence!r} is unknown; expected one of "
+                        f"{', '.join(CONFIDENCE)}")
+    seed = config.sampler.seed
+    base_sampler = getattr(optuna.samplers, SAMPLERS[base])(seed=seed)
+    return PriorSampler(_prior_point(config, space, task, where), base_sampler, confidence=confidence,
+                        seed=seed)
+
+
+def make_sampler(config: StudyConfig, space: SearchSpace, task: str | None = None
+                 ) -> optuna.samplers.BaseSampler:
+    """The study's Optuna sampler (``task``: whose prior the prior sampler centres on; the first task's
+    when None); unknown or invalid options are a ``UserError``."""
     spec = config.sampler
-    cls = getattr(optuna.samplers, SAMPLERS[spec.name])
     where = f"{config.source}: sampler"
+    if spec.name == "prior":
+        return _prior_sampler(config, space, task or config.data.tasks[0], where)
+    cls = _resolve(SAMPLERS[spec.name], optuna.samplers)
     kwargs = spec.kwargs
     reserved = {"search_space"} if spec.name == "grid" else set()
     _check_kwargs(cls.__init__, kwargs, where, reserved)
@@ -199,7 +260,7 @@ def make_scheduler(config: StudyConfig, max_budget: int | None) -> TrialSchedule
     spec = config.scheduler
     where = f"{config.source}: scheduler"
     kwargs = spec.kwargs
-    cls = getattr(schedulers, SCHEDULERS[spec.name])
+    cls = _resolve(SCHEDULERS[spec.name], schedulers)
     _check_kwargs(cls.__init__, kwargs, where, {"time_attr", "metric", "mode"})
     if spec.name in ("asha", "hyperband"):
         if "max_t" not in kwargs:
@@ -212,6 +273,15 @@ def make_scheduler(config: StudyConfig, max_budget: int | None) -> TrialSchedule
             raise UserError(f"{where}: grace_period {kwargs['grace_period']} exceeds max_t "
                             f"{kwargs['max_t']}; "
                             "expected grace_period <= max_t (epochs)")
+    if spec.name == "one_epoch_topk":
+        if "k" not in kwargs:
+            raise UserError(f"{where}: one_epoch_topk needs k; expected scheduler.k, the configurations "
+                            f"trained to the end")
+        if max_budget is None:
+            raise UserError(f"{where}: one_epoch_topk needs the epochs; expected fixed.epochs")
+        if isinstance(kwargs.get("first", 1), int) and kwargs.get("first", 1) > max_budget:
+            raise UserError(f"{where}: first {kwargs['first']} exceeds the {max_budget} epochs; expected "
+                            f"first <= fixed.epochs")
     if spec.name != "fifo":
         kwargs["time_attr"] = BUDGET_KEY
     if spec.name == "asha":  # Ray's ASHA and its options, with rungs holding every runner's trials
@@ -284,7 +354,11 @@ def plan_study(config: StudyConfig, *, n_trials: int | None = None, check_data: 
     _check_epochs(config)
     notes.extend(_random_search_note(config, total))
     max_budget = _max_budget(config)
-    _dry_ask(config, space, make_sampler(config, space))
+    if config.sampler.name == "prior" and len(config.objectives) > 1:
+        raise UserError(f"{config.source}: sampler: prior handles one objective; expected tpe, nsga2, gp "
+                        f"or random")
+    for task in config.data.tasks if config.sampler.name == "prior" else config.data.tasks[:1]:
+        _dry_ask(config, space, make_sampler(config, space, task))
     make_scheduler(config, max_budget)
     _check_warm_start(config, space)
     trainable = trainable or _load_trainable(config)

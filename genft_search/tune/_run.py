@@ -83,9 +83,10 @@ def _create_or_update(plan: StudyPlan, storage: optuna.storages.RDBStorage, task
     new = study is None
     if study is None:
         study = optuna.create_study(study_name=config.study_name(task), storage=storage,
-                                    directions=config.directions, sampler=plan.sampler(), load_if_exists=True)
+                                    directions=config.directions, sampler=plan.sampler(task),
+                                    load_if_exists=True)
     else:
-        study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=plan.sampler())
+        study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=plan.sampler(task))
     record = store.StudyRecord(
         task=task, study_file=config.name, method=config.method, protocol=config.protocol,
         config=plan.base_configs[task], objective=[o.model_dump() for o in config.objectives],
@@ -381,7 +382,9 @@ def _run_tasks(plan: StudyPlan, items: Sequence[tuple[optuna.Study, str]], runne
                 metric=objective.metric,
                 mode="max" if objective.direction == "maximize" else "min",
                 num_samples=-1,
-                max_concurrent_trials=concurrency,
+                # paused trials are live: a live-trial cap would stop one_epoch_topk from starting the
+                # configurations it waits for (Ray then runs what the resources fit)
+                max_concurrent_trials=None if config.scheduler.name == "one_epoch_topk" else concurrency,
                 reuse_actors=True,
                 time_budget_s=timeout,
                 trial_dirname_creator=lambda trial: f"t{trial.trial_id}",
