@@ -272,7 +272,9 @@ def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = No
             pending.setdefault(id(plan), (plan, []))[1].append((study, task))
         for plan, items in pending.values():
             # every task of a file in one experiment (at most tasks_at_once proposing), or one by one
-            batches = [items] if tasks_at_once != 1 else [[item] for item in items]
+            # one_epoch_topk pauses and resumes trials itself: it runs one task at a time
+            sequential = tasks_at_once == 1 or plan.config.scheduler.name == "one_epoch_topk"
+            batches = [[item] for item in items] if sequential else [items]
             for batch in batches:
                 _run_tasks(plan, batch, runner, cluster_concurrency(plan.config), progress, runs_dir,
                            tasks_at_once)
