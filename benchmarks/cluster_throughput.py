@@ -1,12 +1,13 @@
-"""How busy a simulated cluster stays over a study file whose tasks run one after another.
+"""How busy a simulated cluster stays over a study file: its tasks one after another, then all at once.
 
 Ray gets many logical CPUs on this machine (``--slots``, default 32; each trial asks for one), the
 trainable sleeps instead of training, and the study file is shaped like ``studies/vtab_structured.yaml``:
 ``--tasks`` tasks (8) × ``--trials`` trials (32), ASHA with grace period 10 and η = 3, 100 epochs,
 each epoch ``--epoch-seconds`` long (0.2 s; ±10 % per trial, seeded, with a score that rises with the
 epoch and depends on the sampled ``lr``, so ASHA has something to rank). It runs the real engine
-(``run_study``: Ray Tune, Optuna in SQLite), which today runs a file's tasks one after another, and
-reads every trial's start and end from the store. It prints, for that sequential run:
+(``run_study``: Ray Tune, Optuna in SQLite) twice, with ``tasks_at_once=1`` (one task after another)
+and with every task in one experiment (the default), and reads every trial's start and end from the
+store. It prints, for each run:
 
 - slot utilisation: busy slot-seconds (the sum of the trials' durations, from ask to tell in the store)
   / (slots × makespan), and the same with only the time the trainables themselves ran (their
@@ -14,8 +15,8 @@ reads every trial's start and end from the store. It prints, for that sequential
 - makespan: first trial start to last trial end, over all tasks;
 - per task: its makespan and its most trials at once;
 
-then ``RESULT util_sequential=… makespan_s=… slots=…``. The "all tasks at once" mode
-(``--tasks-at-once``) is not built yet, so only the sequential figures are printed.
+then ``RESULT util_at_once=… util_sequential=… makespan_ratio=…`` (at once over sequential) and the
+same utilisations by ``run_seconds``.
 
     python benchmarks/cluster_throughput.py                              # 32 slots, 8 x 32 trials
     python benchmarks/cluster_throughput.py --slots 8 --tasks 2 --trials 12 --epoch-seconds 0.1
@@ -87,6 +88,26 @@ def _spans(study: Any) -> list[tuple[float, float]]:
             for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_complete]
 
 
+def _measure(label: str, studies: dict[str, Any], slots: int) -> tuple[float, float, float]:
+    """Print one mode's per-task table; returns (utilisation by spans, by run_seconds, makespan)."""
+    print(f"## {label}")
+    print(f"{'task':<8} {'trials':>6} {'makespan s':>10} {'most at once':>12} {'busy slot-s':>11}")
+    all_spans: list[tuple[float, float]] = []
+    ran = sum(_run_seconds(study) for study in studies.values())
+    for task, study in studies.items():
+        spans = _spans(study)
+        all_spans += spans
+        span = max(e for _, e in spans) - min(s for s, _ in spans)
+        print(f"{task:<8} {len(spans):>6} {span:>10.1f} {most_at_once(spans):>12} "
+              f"{sum(e - s for s, e in spans):>11.1f}")
+    makespan = max(e for _, e in all_spans) - min(s for s, _ in all_spans)
+    busy = sum(e - s for s, e in all_spans)
+    util, util_ran = busy / (slots * makespan), ran / (slots * makespan)
+    print(f"# {label}: makespan {makespan:.1f} s, most at once {most_at_once(all_spans)}, busy {busy:.1f} "
+          f"slot-s, utilisation {util:.3f}; trainables ran {ran:.1f} slot-s, utilisation {util_ran:.3f}")
+    return util, util_ran, makespan
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--slots", type=int, default=32, help="logical CPUs given to Ray (one trial each)")
@@ -103,39 +124,28 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="genft-throughput-"))
     storage = args.storage or f"sqlite:///{work / 'studies.db'}"
-    path = work / "study.yaml"
-    path.write_text(yaml.safe_dump(study_doc(args, storage), sort_keys=False))
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # the logical slots; run_study reuses a Ray that is already initialised
     ray.init(address="local", num_cpus=args.slots, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR)
+    print(f"# {args.tasks} tasks x {args.trials} trials, {args.slots} slots, ASHA grace 10 eta 3, 100 epochs "
+          f"of {args.epoch_seconds:g} s; the same file run one task after another, then all at once")
+    figures = {}
     try:
-        started = time.time()
-        studies = run_study(load_study_config(path), trainable=sleep_trainable, progress=False)
-        wall = time.time() - started
+        for mode, at_once in (("sequential", 1), ("at_once", None)):
+            doc = study_doc(args, storage)
+            doc["name"] = f"{doc['name']}{mode}"
+            path = work / f"{mode}.yaml"
+            path.write_text(yaml.safe_dump(doc, sort_keys=False))
+            studies = run_study(load_study_config(path), trainable=sleep_trainable, progress=False,
+                                tasks_at_once=at_once)
+            figures[mode] = _measure(mode, studies, args.slots)
     finally:
         ray.shutdown()
-
-    print(f"# {args.tasks} tasks x {args.trials} trials, {args.slots} slots, ASHA grace 10 eta 3, 100 epochs "
-          f"of {args.epoch_seconds:g} s; tasks one after another (run_study today)")
-    print(f"{'task':<8} {'trials':>6} {'makespan s':>10} {'most at once':>12} {'busy slot-s':>11}")
-    all_spans: list[tuple[float, float]] = []
-    ran = sum(_run_seconds(study) for study in studies.values())
-    for task, study in studies.items():
-        spans = _spans(study)
-        all_spans += spans
-        span = max(e for _, e in spans) - min(s for s, _ in spans)
-        print(f"{task:<8} {len(spans):>6} {span:>10.1f} {most_at_once(spans):>12} "
-              f"{sum(e - s for s, e in spans):>11.1f}")
-    makespan = max(e for _, e in all_spans) - min(s for s, _ in all_spans)
-    busy = sum(e - s for s, e in all_spans)
-    util = busy / (args.slots * makespan)
-    util_ran = ran / (args.slots * makespan)
-    print(f"# sequential: makespan {makespan:.1f} s (run_study wall {wall:.1f} s), busy {busy:.1f} slot-s, "
-          f"utilisation {util:.3f}; trainables ran {ran:.1f} slot-s, utilisation {util_ran:.3f}")
-    print("# all tasks at once (--tasks-at-once): not built yet; no figure")
-    print(f"RESULT util_sequential={util:.3f} util_sequential_ran={util_ran:.3f} makespan_s={makespan:.1f} "
-          f"slots={args.slots}")
+    (util_seq, ran_seq, span_seq), (util_all, ran_all, span_all) = figures["sequential"], figures["at_once"]
+    print(f"RESULT util_at_once={util_all:.3f} util_sequential={util_seq:.3f} "
+          f"makespan_ratio={span_all / span_seq:.3f} util_at_once_ran={ran_all:.3f} "
+          f"util_sequential_ran={ran_seq:.3f} slots={args.slots}")
     return 0
 
 

@@ -53,6 +53,17 @@ def _study_arg(parser: argparse.ArgumentParser) -> None:
     _storage_flag(parser)
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (argparse turns the ValueError into its one-line usage error)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_positive_int.__name__ = "integer >= 1"  # what argparse names in "invalid <type> value"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Hyperparameter search and ablations for GenFT on Ray Tune + "
                                             "Optuna, with the study kept in an SQL store.")
@@ -71,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-space-change", action="store_true",
                    help="continue a study even though its search space or method changed")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--tasks-at-once", type=_positive_int, metavar="N",
+                   help="tasks of the file proposing trials at once in one Ray Tune experiment, so slots "
+                        "stay busy while any task has trials left (default: all; 1: one after another)")
 
     p = sub.add_parser("validate", help="check a study file without running or writing anything",
                        description="Check a study file, its data and its store, and say what run would do.")
@@ -87,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     _study_arg(p)
     p.add_argument("--evaluate-test", action="store_true",
                    help="retrain the best setting on train+val and evaluate it once on test")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="with --evaluate-test: retrain with seeds 1..N, test each once, store every seed "
+                        "(test_evaluations; seeds already stored are not retrained)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("export", help="export a study's trials as CSV, JSON or a LaTeX table",
@@ -95,13 +112,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=("csv", "json", "latex"), help="output format")
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
 
-    p = sub.add_parser("dashboard", help="serve optuna-dashboard on the same store (127.0.0.1)",
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard on the same store (127.0.0.1, read-only)",
                        description="Serve optuna-dashboard for the store, bound to 127.0.0.1 unless --host "
-                                   "says otherwise.")
+                                   "says otherwise. Read-only: deleting, renaming, telling trials and "
+                                   "editing notes or attributes are refused unless --allow-writes is given.")
     _storage_flag(p)
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; 0.0.0.0 in a container whose port is published)")
+    p.add_argument("--allow-writes", action="store_true",
+                   help="let the dashboard change the study (delete, rename, tell, notes); it has no login")
 
     p = sub.add_parser("ablate", help="run an ablation study file (variants x seeds)",
                        description="Run an ablation: a grid over GenFT variants and seeds around a "
@@ -160,7 +180,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_study_config(args.file)
     studies = run_study(config, storage=args.storage, n_trials=args.n_trials, address=args.address,
                         allow_space_change=args.allow_space_change, progress=not args.quiet,
-                        runs_dir=args.runs_dir)
+                        runs_dir=args.runs_dir, tasks_at_once=args.tasks_at_once)
     from genft_search import store
 
     for study in studies.values():
@@ -204,7 +224,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if not names:
         print(f"no studies in {store.redact_url(rdb.url)}")
         return 0
-    rows = [("study", "method", "finished", "complete", "pruned", "failed", "running", "best")]
+    rows = [("study", "method", "finished", "complete", "pruned", "failed", "running", "best", "cost")]
     for name in names:
         study = optuna.load_study(study_name=name, storage=rdb)
         c = store.state_counts(study)
@@ -216,12 +236,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
             best_text = f"{best[0].value:.4g} (#{best[0].number})"
         elif len(best) > 1:
             best_text = f"{len(best)} Pareto"
+        cost = store.study_cost(study)
         rows.append((name, str(record.method or "-"), f"{c['finished']}/{total or '?'}",
-                     str(c["complete"]), str(c["pruned"]), str(c["failed"]), str(c["running"]), best_text))
+                     str(c["complete"]), str(c["pruned"]), str(c["failed"]), str(c["running"]), best_text,
+                     _cost_text(cost)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0
+
+
+def _cost_text(cost: Any) -> str:
+    """Device-hours of a study's search (``status``): GPU-h when it used GPUs, else CPU-h."""
+    if cost.unknown == cost.trials:  # no trial yet, or none stored a cost (made outside genft-search)
+        return "-"
+    unit = "GPU-h" if cost.gpu_seconds else "CPU-h"
+    shown = f"{cost.device_hours:.3g} {unit}"
+    peak = cost.peak_gpu_memory_mb if cost.peak_gpu_memory_mb is not None else cost.peak_rss_mb
+    if peak is not None:
+        shown += f", peak {peak:.0f} MB"
+    return shown + (" (est.)" if cost.estimated or cost.unknown else "")
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
@@ -230,6 +264,10 @@ def _cmd_best(args: argparse.Namespace) -> int:
     from genft_search import store
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.seeds is not None and not args.evaluate_test:
+        raise UserError("best: --seeds: only with --evaluate-test; expected --evaluate-test --seeds N")
+    if args.seeds is not None and args.seeds < 1:
+        raise UserError(f"best: --seeds: {args.seeds} seeds; expected an integer >= 1")
     rdb = _open_existing(args.storage)
     study = store.find_study(rdb, args.study)
     best = store.best_trials(study)
@@ -240,8 +278,13 @@ def _cmd_best(args: argparse.Namespace) -> int:
         entry: dict[str, Any] = {"study": study.study_name, "trial": trial.number,
                                  "values": trial.values, "params": trial.params,
                                  "budget": trial.user_attrs.get(store.ATTR_BUDGET),
-                                 "config": store.trial_config(study, trial)}
-        if args.evaluate_test:
+                                 "config": store.trial_config(study, trial),
+                                 "cost": store.cost_summary(trial)}
+        if args.evaluate_test and args.seeds is not None:
+            from genft_search.evaluation import evaluate_seeds
+
+            entry["test_seeds"] = evaluate_seeds(study, trial, args.seeds)
+        elif args.evaluate_test:
             from trainables import registry
 
             metrics = registry.evaluate_test(entry["config"])
@@ -249,7 +292,10 @@ def _cmd_best(args: argparse.Namespace) -> int:
             store.StudyRecord(test_evaluation={"trial": trial.number, "metrics": metrics}).write(
                 study, "test_evaluation")
         out.append(entry)
+    study_cost = store.study_cost(study)
     if args.json:
+        for entry in out:
+            entry["study_cost"] = study_cost.as_dict()
         print(json.dumps(out if len(out) > 1 else out[0], indent=2, default=str))
         return 0
     for entry in out:
@@ -257,9 +303,30 @@ def _cmd_best(args: argparse.Namespace) -> int:
         print(f"{entry['study']}: trial {entry['trial']}: value {values} (budget {entry['budget']})")
         for key, value in entry["params"].items():
             print(f"  {key}: {value}")
+        if entry["cost"]:
+            print("  cost: " + ", ".join(f"{k}={v}" for k, v in entry["cost"].items()))
         if "test" in entry:
             print("  test: " + ", ".join(f"{k}={v}" for k, v in entry["test"].items()))
+        if "test_seeds" in entry:
+            print(_seeds_text(entry["test_seeds"]))
+    print(f"search cost: {study_cost.summary()}")
     return 0
+
+
+def _seeds_text(entries: list[dict[str, Any]]) -> str:
+    """Per seed the test metrics, then mean ± std over seeds of each."""
+    from genft_search.stats import mean_std
+
+    lines = []
+    keys: list[str] = []
+    for entry in entries:
+        metrics = {k: v for k, v in entry["metrics"].items() if k.startswith("test_")}
+        keys.extend(k for k in metrics if k not in keys)
+        shown = ", ".join(f"{k}={v:.6g}" for k, v in metrics.items())
+        lines.append(f"  test, seed {entry['seed']}: {shown}")
+    summary = [f"{k}={mean_std(e['metrics'][k] for e in entries if k in e['metrics'])}" for k in keys]
+    lines.append(f"  test over {len(entries)} seeds (mean ± std): " + ", ".join(summary))
+    return "\n".join(lines)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -290,10 +357,17 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
     dashboard = _optional("optuna_dashboard", "dashboard")
     rdb = _open_existing(args.storage)
-    print(f"optuna-dashboard for {store.redact_url(rdb.url)} on http://{args.host}:{args.port}/ "
-          f"(Ctrl-C stops it)",
+    served: Any = rdb
+    mode = "read-write"
+    if not args.allow_writes:
+        from bottle import HTTPError
+
+        served = store.ReadOnlyStorage(rdb, refuse=lambda reason: HTTPError(403, reason))
+        mode = "read-only; --allow-writes to change the study"
+    print(f"optuna-dashboard for {store.redact_url(rdb.url)} on http://{args.host}:{args.port}/ ({mode}; "
+          f"Ctrl-C stops it)",
           flush=True)
-    dashboard.run_server(rdb, host=args.host, port=args.port)
+    dashboard.run_server(served, host=args.host, port=args.port)
     return 0
 
 

@@ -49,20 +49,31 @@ Method = Literal["genft", "lora", "linear", "full"]
 Protocol = Literal["honest", "paper"]
 METHODS: tuple[str, ...] = get_args(Method)
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
-#: the study file's sampler names -> the ``optuna.samplers`` class the engine builds (the one list)
+#: the study file's sampler names -> the class the engine builds (the one list): a name in
+#: ``optuna.samplers``, or a dotted path for genft-search's own
 SAMPLERS: dict[str, str] = {
     "tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
     "qmc": "QMCSampler", "grid": "GridSampler", "nsga2": "NSGAIISampler",
+    "prior": "genft_search.samplers.PriorSampler",
 }
-#: the study file's scheduler names -> the ``ray.tune.schedulers`` class the engine builds
+#: the study file's scheduler names -> the class the engine builds: a name in ``ray.tune.schedulers``,
+#: or a dotted path for genft-search's own
 SCHEDULERS: dict[str, str] = {
     "asha": "ASHAScheduler", "hyperband": "HyperBandScheduler", "median": "MedianStoppingRule",
-    "fifo": "FIFOScheduler",
+    "fifo": "FIFOScheduler", "one_epoch_topk": "genft_search.tune.OneEpochTopK",
 }
 #: keys of the trial config that hyperparameters may not shadow
 RESERVED_KEYS = frozenset({"method", "model", "data", "protocol"})
+#: the most values a stepped range may have (Optuna's exact decimal arithmetic fails beyond)
+MAX_STEPS = 1e9
 _CONDITION_OPS = ("eq", "ne", "gt", "ge", "lt", "le", "in")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+#: numbers and flags as YAML wrote them: ``true`` is not 1, ``"3"`` is not 3 (pydantic's lax mode converts)
+_Int = Annotated[int, Field(strict=True)]
+_Float = Annotated[float, Field(strict=True)]
+_Bool = Annotated[bool, Field(strict=True)]
 
 
 class _Strict(BaseModel):
@@ -76,11 +87,11 @@ class ParamSpec(_Strict):
     ones, e.g. ``when: {specific_dim: {gt: 0}}``.
     """
 
-    int_: tuple[int, int] | None = Field(default=None, alias="int")
-    float_: tuple[float, float] | None = Field(default=None, alias="float")
+    int_: tuple[_Int, _Int] | None = Field(default=None, alias="int")
+    float_: tuple[_Float, _Float] | None = Field(default=None, alias="float")
     choice: tuple[bool | int | float | str | None, ...] | None = None
-    step: float | None = None
-    log: bool = False
+    step: _Float | None = None
+    log: _Bool = False
     when: dict[str, dict[Literal["eq", "ne", "gt", "ge", "lt", "le", "in"], Any]] | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -95,6 +106,11 @@ class ParamSpec(_Strict):
                 raise ValueError("step and log apply to int and float ranges, not to choice")
             if len(set(map(repr, self.choice))) != len(self.choice):
                 raise ValueError("choice has repeated values")
+            for i, a in enumerate(self.choice):
+                for b in self.choice[i + 1:]:
+                    if a == b:  # Optuna would store both as the first (1 == True == 1.0)
+                        raise ValueError(f"choices {a!r} and {b!r} are equal under ==, so Optuna cannot "
+                                         f"tell them apart; expected distinct values")
             return self
         lo, hi = self.int_ or self.float_  # type: ignore[misc]
         if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
@@ -108,6 +124,9 @@ class ParamSpec(_Strict):
                 raise ValueError("step and log cannot be combined")
             if self.int_ is not None and self.step != int(self.step):
                 raise ValueError(f"an int range needs an integer step, got {self.step}")
+            if hi > lo and (hi - lo) / self.step > MAX_STEPS:
+                raise ValueError(f"step {self.step} makes more than {MAX_STEPS:.0e} values of [{lo}, {hi}]; "
+                                 f"expected a step >= {(hi - lo) / MAX_STEPS:.3g}, or no step")
         return self
 
     @property
@@ -152,7 +171,7 @@ class SamplerSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str = "tpe"
-    seed: int | None = None
+    seed: _Int | None = None
 
     @field_validator("name")
     @classmethod
@@ -181,10 +200,13 @@ class SchedulerSpec(BaseModel):
 
 
 class Budget(_Strict):
-    """``n_trials`` is the study's total of finished trials; ``timeout`` bounds one run (seconds)."""
+    """``n_trials`` is the study's total of finished trials; ``timeout`` bounds one run (seconds);
+    ``device_hours`` bounds the study's device time (GPU-hours, or CPU-hours when trials hold no GPU, over
+    every trial). A study stops at whichever comes first."""
 
-    n_trials: Annotated[int, Field(ge=1)] = 20
+    n_trials: Annotated[int, Field(ge=1, strict=True)] = 20
     timeout: float | None = None
+    device_hours: Annotated[float, Field(gt=0)] | None = None
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -195,8 +217,8 @@ class Budget(_Strict):
 class Resources(_Strict):
     """Per-trial Ray resources; fractions allowed."""
 
-    cpu: Annotated[float, Field(gt=0)] = 1.0
-    gpu: Annotated[float, Field(ge=0)] = 0.0
+    cpu: Annotated[float, Field(gt=0, strict=True)] = 1.0
+    gpu: Annotated[float, Field(ge=0, strict=True)] = 0.0
 
 
 class Objective(_Strict):
@@ -333,8 +355,73 @@ def expand_env(value: Any, where: str, source: str) -> Any:
     return expanded
 
 
+#: the most YAML nodes a file may expand to (aliases counted at every use): a study file has hundreds,
+#: an alias bomb ("billion laughs") billions, which every later walk over the document would visit
+MAX_YAML_NODES = 100_000
+#: the most aliases (``*name``) a file may hold
+MAX_YAML_ALIASES = 1_000
+#: the deepest nesting of lists and mappings a file may have
+MAX_YAML_DEPTH = 100
+#: the largest study or ablation file read (characters)
+MAX_YAML_BYTES = 5_000_000
+
+
+class _YamlTooLarge(yaml.YAMLError):
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses repeated keys (PyYAML silently keeps the last one)."""
+    """A SafeLoader that refuses repeated keys (PyYAML silently keeps the last one) and documents that
+    expand to more than :data:`MAX_YAML_NODES` nodes or use more than :data:`MAX_YAML_ALIASES` aliases,
+    so reading any file takes milliseconds."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _YamlTooLarge(f"more than {MAX_YAML_ALIASES} aliases; expected a plain study file",
+                                    self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _YamlTooLarge(f"nested more than {MAX_YAML_DEPTH} levels deep; expected a plain "
+                                    f"study file", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        sizes: dict[int, int] = {}
+
+        def size(n: yaml.Node) -> int:
+            key = id(n)
+            if key not in sizes:
+                sizes[key] = 0  # a recursive alias counts once per level, never forever
+                children: list[yaml.Node] = []
+                if isinstance(n, yaml.SequenceNode):
+                    children = list(n.value)
+                elif isinstance(n, yaml.MappingNode):
+                    children = [c for pair in n.value for c in pair]
+                total = 1
+                for child in children:
+                    total += size(child)
+                    if total > MAX_YAML_NODES:
+                        break
+                sizes[key] = total
+            return sizes[key]
+
+        if node is not None and size(node) > MAX_YAML_NODES:
+            raise _YamlTooLarge(f"the document expands to more than {MAX_YAML_NODES} nodes through "
+                                f"aliases; expected a plain study file", node.start_mark)
+        return node
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -435,6 +522,9 @@ def read_yaml_file(path: str | os.PathLike[str], what: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{source}: (file): cannot read it ({exc.__class__.__name__}); expected "
                         f"UTF-8 YAML") from None
+    if len(text) > MAX_YAML_BYTES:
+        raise UserError(f"{source}: (file): {len(text)} characters; expected a {what} under "
+                        f"{MAX_YAML_BYTES // 1_000_000} MB")
     text, found = _protect(text)
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)
@@ -442,7 +532,11 @@ def read_yaml_file(path: str | os.PathLike[str], what: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(syntax)"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{source}: {where}: YAML syntax error: {problem}") from None
+        kind = "" if isinstance(exc, _YamlTooLarge) else "YAML syntax error: "
+        raise UserError(f"{source}: {where}: {kind}{problem}") from None
+    except RecursionError:
+        raise UserError(f"{source}: (top level): the YAML nests too deeply; expected a plain study "
+                        f"file") from None
     return _restore(raw, found)
 
 

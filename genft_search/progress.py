@@ -36,10 +36,11 @@ def _clock(seconds: float) -> str:
 class ProgressLine:
     """Renders :class:`Snapshot` values to a stream (stderr by default)."""
 
-    def __init__(self, stream: TextIO | None = None, enabled: bool = True) -> None:
+    def __init__(self, stream: TextIO | None = None, enabled: bool = True, in_place: bool = True) -> None:
         self._own_stream = stream
         self._enabled = enabled
-        self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
+        # several lines at once (one per task) cannot all be rewritten in place: they are printed
+        self._tty = in_place and bool(getattr(self._stream, "isatty", lambda: False)())
         self._start = time.monotonic()
         self._last: tuple | None = None
         self._width = 0

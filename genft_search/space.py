@@ -178,7 +178,7 @@ def _distribution(name: str, spec: ParamSpec, where: str) -> BaseDistribution:
         assert spec.float_ is not None  # the schema holds exactly one of choice, int and float
         low, high = spec.float_
         return FloatDistribution(float(low), float(high), log=spec.log, step=spec.step)
-    except ValueError as exc:
+    except (ValueError, ArithmeticError) as exc:  # decimal arithmetic on extreme steps
         raise UserError(f"{where}: params.{name}: {exc}") from None
 
 

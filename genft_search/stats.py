@@ -10,7 +10,9 @@ each other (issue 11), so a difference is reported with its uncertainty, never a
   not match; nothing (NaN) with fewer than two seeds;
 - across tasks: the Wilcoxon signed-rank test on the per-task mean differences (no normality
   assumption, one value per task, as tasks are not exchangeable with seeds), two-sided, zeros dropped
-  (scipy's ``zero_method="wilcox"``), with the matched-pairs rank-biserial correlation as effect size.
+  (scipy's ``zero_method="wilcox"``), with the matched-pairs rank-biserial correlation as effect size;
+- a median over tasks (the cross-task atlas of hyperparameter importances) with a percentile bootstrap
+  interval that resamples tasks.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "Difference",
     "MeanStd",
     "SignedRank",
+    "bootstrap_median",
     "difference_interval",
     "mean_std",
     "signed_rank_test",
@@ -145,3 +148,23 @@ def signed_rank_test(differences: Sequence[float]) -> SignedRank:
     result = stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
     effect = (r_plus - r_minus) / (r_plus + r_minus)
     return SignedRank(int(nonzero.size), n_zero, float(result.statistic), float(result.pvalue), effect)
+
+
+def bootstrap_median(values: Sequence[float], level: float = 0.90, n_boot: int = 4000,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """(median, low, high): the median of ``values`` and its percentile bootstrap interval at ``level``,
+    resampling the values with replacement ``n_boot`` times (seeded, so a report is reproducible).
+
+    With one value the interval is that value; with none, NaNs.
+    """
+    data = np.asarray([float(v) for v in values if math.isfinite(float(v))], dtype=float)
+    if data.size == 0:
+        return math.nan, math.nan, math.nan
+    median = float(np.median(data))
+    if data.size == 1:
+        return median, median, median
+    rng = np.random.default_rng(seed)
+    samples = np.median(rng.choice(data, size=(n_boot, data.size), replace=True), axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return median, float(low), float(high)

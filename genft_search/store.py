@@ -13,18 +13,23 @@ import fcntl
 import hashlib
 import math
 import os
+import re
 import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import optuna
+from optuna._typing import JSONSerializable
+from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RDBStorage
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.study import StudyDirection
+from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
 from genft_search.errors import StoreUnavailable, UserError
@@ -32,10 +37,12 @@ from genft_search.errors import StoreUnavailable, UserError
 __all__ = [
     "ATTR_BUDGET",
     "ATTR_CONFIG",
+    "ATTR_COST",
     "ATTR_FAIL_REASON",
     "ATTR_MAX_BUDGET",
     "ATTR_METRICS",
     "ATTR_ORPHANED",
+    "ATTR_PRIOR_SOURCE",
     "ATTR_REQUEUED",
     "ATTR_RESUMED_FROM_EPOCH",
     "ATTR_RETRY_OF",
@@ -46,12 +53,16 @@ __all__ = [
     "STORAGE_ENV",
     "STORE_RETRY_ENV",
     "Heartbeat",
+    "ReadOnlyStorage",
     "Runner",
     "StudyLike",
     "StudyRecord",
     "best_trials",
+    "cost_of",
+    "cost_summary",
     "counted_trials",
     "db_now",
+    "describe_storage",
     "find_studies",
     "find_study",
     "fresh_trial",
@@ -59,6 +70,7 @@ __all__ = [
     "open_storage",
     "probe_storage",
     "recover_stale_trials",
+    "redact_text",
     "redact_url",
     "register_run",
     "resolve_storage_url",
@@ -67,8 +79,10 @@ __all__ = [
     "state_counts",
     "store_late_result",
     "store_retry_window",
+    "study_cost",
     "study_lock",
     "study_names",
+    "tag_prior_source",
     "tag_runner",
     "trial_config",
     "trial_records",
@@ -111,6 +125,11 @@ ATTR_MAX_BUDGET = "max_budget"
 ATTR_METRICS = "metrics"
 ATTR_TRAIN_SECONDS = "train_seconds"
 ATTR_WARM_START = "warm_start"
+ATTR_COST = "cost"
+#: what a trainable may report about its own cost; copied from its last report into the trial's cost
+COST_METRICS = ("peak_gpu_memory_mb", "peak_rss_mb", "examples_per_second", "trainable_params")
+#: which source of the prior-guided sampler proposed a trial (``prior``, ``incumbent``, ``base``, ...)
+ATTR_PRIOR_SOURCE = "genft:prior_source"
 
 
 class StudyLike(Protocol):
@@ -146,8 +165,14 @@ class StudyRecord:
     warm_started: bool = False
     #: an ablation's description (base, variants, seeds, setting); None for searches
     ablation: dict[str, Any] | None = None
-    #: ``{"trial": n, "metrics": {...}}`` of ``genft-search best --evaluate-test``
+    #: ``{"trial": n, "metrics": {...}}`` of ``genft-search best --evaluate-test`` (one seed)
     test_evaluation: dict[str, Any] | None = None
+    #: ``[{"seed": s, "trial": n, "metrics": {...}}, ...]`` of ``best --evaluate-test --seeds N``
+    test_evaluations: list[dict[str, Any]] = field(default_factory=list)
+    #: the Ray resources each trial holds, ``{"cpu": c, "gpu": g}`` (what device-seconds multiply by)
+    resources: dict[str, float] | None = None
+    #: ``{"n_trials": .., "timeout": .., "device_hours": ..}`` of the file the study last ran with
+    budget: dict[str, Any] | None = None
 
     @classmethod
     def read(cls, study: StudyLike) -> StudyRecord:
@@ -184,38 +209,105 @@ def resolve_storage_url(cli: str | None = None, file: str | None = None) -> str:
     return DEFAULT_STORAGE
 
 
+#: query keys whose values are secrets (libpq's ``password``, ``passfile``, ``sslpassword``)
+SECRET_QUERY_KEYS = ("password", "passfile", "sslpassword")
+_SECRET_QUERY = re.compile(r"([?&](?:" + "|".join(SECRET_QUERY_KEYS) + r")=)([^&#]*)", re.IGNORECASE)
+
+
+def _userinfo_span(url: str) -> tuple[int, int] | None:
+    """Where the password of ``url``'s userinfo is (``scheme://user:PASSWORD@host``), or None.
+
+    The userinfo ends at the *last* ``@`` before the query, so a password holding ``@`` (or ``/``) is
+    covered whole, not split at its first ``@`` as URL parsers do.
+    """
+    scheme_end = url.find("://")
+    if scheme_end < 0:
+        return None
+    start = scheme_end + 3
+    head_end = len(url)
+    for mark in ("?", "#"):
+        found = url.find(mark, start)
+        if found >= 0:
+            head_end = min(head_end, found)
+    if url.startswith("/", start):  # sqlite:///path: no authority
+        return None
+    at = url.rfind("@", start, head_end)
+    if at < 0:
+        return None
+    colon = url.find(":", start, at)
+    if colon < 0:
+        return None
+    return colon + 1, at
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to print and log)."""
+    """``url`` with every secret replaced by ``***``: the userinfo password (whole, even when it holds
+    ``@``) and the values of ``password``, ``passfile`` and ``sslpassword`` query keys.
+
+    The one redaction of the project: messages, logs, ``validate`` and reports all go through it (or
+    :func:`redact_text` for free text that may quote the URL).
+    """
+    url = str(url)
+    span = _userinfo_span(url)
+    if span is not None:
+        url = url[:span[0]] + "***" + url[span[1]:]
+    return _SECRET_QUERY.sub(lambda m: m.group(1) + "***", url)
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The secret strings of ``url`` (raw and percent-decoded), longest first, for :func:`redact_text`."""
+    from urllib.parse import unquote
+
+    url = str(url)
+    found: list[str] = []
+    span = _userinfo_span(url)
+    if span is not None:
+        found.append(url[span[0]:span[1]])
+    found += [m.group(2) for m in _SECRET_QUERY.finditer(url)]
+    out = {v for s in found if s for v in (s, unquote(s), unquote(s.replace("+", " "))) if v}
+    return sorted(out, key=len, reverse=True)
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` with ``url``'s secrets removed (driver messages and tracebacks sometimes echo the DSN)."""
+    text = str(text)
+    for secret in _url_secrets(url):
+        text = text.replace(secret, "***")
+    return _SECRET_QUERY.sub(lambda m: m.group(1) + "***", text)
+
+
+def describe_storage(url: str) -> str:
+    """The backend and host of a store, for reports (``postgresql on db:5432/genft``,
+    ``sqlite file genft_studies.db``): no user name, no password, no query."""
+    from sqlalchemy.engine import make_url
+
     try:
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-        if parsed.password is not None:
-            return parsed.render_as_string(hide_password=True)
-        return url
+        parsed = make_url(redact_url(_normalise(url)))
+        backend = parsed.get_backend_name()
     except Exception:
-        # not parseable: hide anything between "://user:" and "@"
-        import re
-
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+        return "an SQL study store"
+    if backend == "sqlite":
+        path = _sqlite_path(url)
+        return f"sqlite file {path.name}" if path is not None else "sqlite"
+    where = parsed.host or "localhost"
+    if parsed.port:
+        where += f":{parsed.port}"
+    return f"{backend} on {where}" + (f"/{parsed.database}" if parsed.database else "")
 
 
 def _scrub(text: str, url: str) -> str:
-    """Remove the password of ``url`` from ``text`` (driver messages sometimes echo the DSN)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        password = make_url(url).password
-    except Exception:
-        password = None
-    text = " ".join(str(text).split())
-    if password:
-        text = text.replace(str(password), "***")
-    return text
+    """One line of a driver message with ``url``'s secrets removed."""
+    return redact_text(" ".join(str(text).split()), url)
 
 
 def _normalise(url: str) -> str:
-    """Use psycopg 3 for ``postgresql://`` URLs (the driver this project installs)."""
+    """Use psycopg 3 for ``postgresql://`` URLs (the driver this project installs), and percent-encode a
+    password holding ``@`` (URL parsers split it at its first ``@`` and take the rest for the host)."""
+    from urllib.parse import quote
+
+    span = _userinfo_span(url)
+    if span is not None and "@" in url[span[0]:span[1]]:
+        url = url[:span[0]] + quote(url[span[0]:span[1]], safe="") + url[span[1]:]
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
@@ -229,9 +321,80 @@ def _sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite":
         return None
     database = parsed.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
+    if _sqlite_in_memory(database, url) or database.startswith("file:"):
         return None
     return Path(database)
+
+
+def _sqlite_in_memory(database: str, url: str) -> bool:
+    return database in ("", ":memory:") or database.startswith("file::memory:") or "mode=memory" in url
+
+
+def _writable_folder(folder: Path) -> bool:
+    """Whether files can be made in ``folder`` (tried for real: ``os.access`` says yes to root even on a
+    read-only mount); the probe file is removed at once."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".genft-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return True
+
+
+def _check_sqlite(url: str, shown: str, source: str, *, write: bool) -> Path | None:
+    """The SQLite file of ``url``, refusing what would lose the study: an in-memory database, a missing
+    folder and (``write``) a folder this user cannot write, where SQLite cannot keep its journal."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database or ""
+    if _sqlite_in_memory(database, url):
+        raise UserError(f"{source}: {shown} is an in-memory SQLite database, which is gone when the "
+                        f"process ends; expected a file, e.g. sqlite:///genft_studies.db")
+    path = _sqlite_path(url)
+    if path is None:
+        return None
+    if not path.parent.is_dir():
+        raise UserError(f"{source}: folder {path.parent} of {shown} does not exist; "
+                        f"expected an existing folder")
+    if write and not _writable_folder(path.parent):
+        raise UserError(f"{source}: folder {path.parent} of {shown} is not writable; expected a folder "
+                        f"this user can create files in (SQLite keeps its journal beside the store)")
+    return path
+
+
+def _schema_state(url: str, engine_kwargs: dict[str, Any]) -> str:
+    """``missing`` (no Optuna tables), ``partial`` (a runner is creating them) or ``complete``; reads only.
+
+    Optuna creates the tables, then its version row, then stamps alembic last; a store is complete once
+    that stamp is there, and only then may a reader open it without Optuna finishing the job (DDL).
+    """
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        with engine.connect() as conn:
+            inspector = sqlalchemy.inspect(conn)
+            if not inspector.has_table("studies"):
+                return "missing"
+            for table in ("version_info", "alembic_version"):
+                if not inspector.has_table(table):
+                    return "partial"
+                if not conn.execute(sqlalchemy.text(f"SELECT COUNT(*) FROM {table}")).scalar():
+                    return "partial"
+            return "complete"
+    finally:
+        engine.dispose()
+
+
+def _cannot_open(exc: BaseException, url: str, shown: str, source: str) -> UserError:
+    reason = getattr(exc, "orig", None) or exc
+    text = str(reason).strip()
+    first = _scrub(text.splitlines()[0] if text else type(reason).__name__, url)
+    return UserError(f"{source}: cannot open the study store {shown}: {first}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -248,7 +411,8 @@ def open_storage(url: str, *, create: bool = True, source: str = "storage") -> R
     """Open (and with ``create`` make) the study store at ``url``.
 
     SQLite files are switched to WAL with a busy timeout so readers never block the runner. With
-    ``create=False`` a missing SQLite file is an error instead of an empty new store.
+    ``create=False`` (the read commands) nothing is written: a missing store, or one a runner is still
+    creating, is an error instead of an empty new store, and Optuna's table creation is skipped.
     PostgreSQL schema creation runs under an advisory lock, so runners starting together do not race.
 
     Args:
@@ -260,8 +424,9 @@ def open_storage(url: str, *, create: bool = True, source: str = "storage") -> R
         Optuna's RDB storage on ``url``.
 
     Raises:
-        UserError: not a database URL, an unsupported database, a missing store (``create=False``) or an
-            unreachable server; one line, the URL's password redacted.
+        UserError: not a database URL, an unsupported database, an in-memory or unwritable SQLite store,
+            a missing or half-created store (``create=False``) or an unreachable server; one line, the
+            URL's secrets redacted.
     """
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.engine import make_url
@@ -279,15 +444,12 @@ def open_storage(url: str, *, create: bool = True, source: str = "storage") -> R
         raise UserError(f"{source}: unsupported database {backend!r} in {shown}; expected sqlite or "
                         f"postgresql")
     engine_kwargs: dict[str, Any] = {}
-    path = _sqlite_path(url) if backend == "sqlite" else None
     if backend == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+        path = _check_sqlite(url, shown, source, write=create)
         if path is not None:
             if not path.exists() and not create:
                 raise UserError(f"{source}: no study store at {shown}; expected an existing SQLite file")
-            if not path.parent.is_dir():
-                raise UserError(f"{source}: folder {path.parent} of {shown} does not exist; "
-                                f"expected an existing folder")
             if create:
                 _enable_wal(path, shown, source)
     else:
@@ -295,6 +457,16 @@ def open_storage(url: str, *, create: bool = True, source: str = "storage") -> R
         if backend == "postgresql":
             engine_kwargs["connect_args"] = dict(_PG_CONNECT_ARGS)
     try:
+        if not create:
+            state = _schema_state(url, engine_kwargs)
+            if state == "missing":
+                raise UserError(f"{source}: no study store at {shown}; expected a store that "
+                                f"genft-search run has created")
+            if state == "partial":
+                raise UserError(f"{source}: the study store {shown} is still being created (or is not "
+                                f"a complete Optuna store); expected a store whose run has started: try "
+                                f"again in a moment")
+            return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
         if backend == "postgresql":
             with _pg_schema_lock(url, engine_kwargs):
                 return RDBStorage(url, engine_kwargs=engine_kwargs)
@@ -303,19 +475,16 @@ def open_storage(url: str, *, create: bool = True, source: str = "storage") -> R
                 return RDBStorage(url, engine_kwargs=engine_kwargs)
         return RDBStorage(url, engine_kwargs=engine_kwargs)
     except (sa_exc.SQLAlchemyError, ImportError, OSError, RuntimeError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        text = str(reason).strip()
-        first = _scrub(text.splitlines()[0] if text else type(reason).__name__, url)
-        raise UserError(f"{source}: cannot open the study store {shown}: {first}") from None
+        raise _cannot_open(exc, url, shown, source) from None
 
 
 def probe_storage(url: str, source: str = "storage") -> RDBStorage | None:
-    """Check that the store at ``url`` is reachable without writing to it.
+    """Check that the store at ``url`` is reachable and usable by a run, without writing to it.
 
-    Returns the opened storage when it already holds Optuna tables (so existing studies can be
-    checked), None when it is reachable but empty or not created yet; ``UserError`` otherwise.
+    Returns the opened storage when it already holds a complete Optuna schema (so existing studies can
+    be checked), None when it is reachable but empty, being created, or not created yet; ``UserError``
+    otherwise (in-memory or unwritable SQLite included).
     """
-    import sqlalchemy
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.engine import make_url
 
@@ -326,28 +495,21 @@ def probe_storage(url: str, source: str = "storage") -> RDBStorage | None:
     except Exception:
         raise UserError(f"{source}: {shown!r} is not a database URL; expected e.g. "
                         f"sqlite:///genft_studies.db") from None
+    engine_kwargs: dict[str, Any] = {}
     if backend == "sqlite":
-        path = _sqlite_path(url)
+        path = _check_sqlite(url, shown, source, write=True)
         if path is not None and not path.exists():
-            if not path.parent.is_dir():
-                raise UserError(f"{source}: folder {path.parent} of {shown} does not exist; "
-                                f"expected an existing folder")
             return None
     elif backend not in ("postgresql", "mysql"):
         raise UserError(f"{source}: unsupported database {backend!r} in {shown}; expected sqlite or "
                         f"postgresql")
-    connect_args = {"connect_timeout": 10} if backend == "postgresql" else {}
-    engine = sqlalchemy.create_engine(url, connect_args=connect_args)
+    elif backend == "postgresql":
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}}
     try:
-        with engine.connect() as conn:
-            has_tables = sqlalchemy.inspect(conn).has_table("studies")
+        state = _schema_state(url, engine_kwargs)
     except (sa_exc.SQLAlchemyError, ImportError, OSError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        text = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
-        raise UserError(f"{source}: cannot open the study store {shown}: {_scrub(text, url)}") from None
-    finally:
-        engine.dispose()
-    if not has_tables:
+        raise _cannot_open(exc, url, shown, source) from None
+    if state != "complete":
         return None
     return open_storage(url, create=False, source=source)
 
@@ -572,6 +734,102 @@ def db_now(target: Any) -> float:
     with storage.engine.connect() as conn:
         return float(conn.execute(sqlalchemy.text(sql)).scalar())
 
+class ReadOnlyStorage(BaseStorage):
+    """Reads through to ``storage`` and refuses every write, so a viewer (``genft-search dashboard``)
+    cannot delete, rename or tell anything in the study.
+
+    ``refuse`` builds the exception a write raises from a one-line reason (the dashboard makes it an
+    HTTP 403); a ``PermissionError`` by default.
+    """
+
+    def __init__(self, storage: BaseStorage,
+                 refuse: Callable[[str], Exception] | None = None) -> None:
+        self._storage = storage
+        self._refuse = refuse or PermissionError
+
+    def _write(self, what: str) -> NoReturn:
+        raise self._refuse(f"the study store is read-only here ({what} refused); restart with "
+                           f"--allow-writes to change it")
+
+    # writes: all refused
+    def create_new_study(self, directions: Sequence[StudyDirection],
+                         study_name: str | None = None) -> int:
+        self._write("create a study")
+
+    def delete_study(self, study_id: int) -> None:
+        self._write("delete a study")
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._write("set a study attribute")
+
+    def set_study_system_attr(self, study_id: int, key: str, value: JSONSerializable) -> None:
+        self._write("set a study attribute")
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        self._write("create a trial")
+
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: BaseDistribution) -> None:
+        self._write("set a trial parameter")
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        self._write("tell a trial")
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        self._write("report a value")
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._write("set a trial attribute")
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: JSONSerializable) -> None:
+        self._write("set a trial attribute")
+
+    # reads: the wrapped storage's
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return self._storage.get_study_id_from_name(study_name)
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        return self._storage.get_study_name_from_id(study_id)
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        return self._storage.get_study_directions(study_id)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._storage.get_study_user_attrs(study_id)
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._storage.get_study_system_attrs(study_id)
+
+    def get_all_studies(self) -> list[FrozenStudy]:
+        return self._storage.get_all_studies()
+
+    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
+        return self._storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
+
+    def get_trial_number_from_id(self, trial_id: int) -> int:
+        return self._storage.get_trial_number_from_id(trial_id)
+
+    def get_trial_param(self, trial_id: int, param_name: str) -> float:
+        return self._storage.get_trial_param(trial_id, param_name)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        return self._storage.get_trial(trial_id)
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True,
+                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        return self._storage.get_all_trials(study_id, deepcopy=deepcopy, states=states)
+
+    def get_n_trials(self, study_id: int,
+                     state: tuple[TrialState, ...] | TrialState | None = None) -> int:
+        return self._storage.get_n_trials(study_id, state)
+
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        return self._storage.get_best_trial(study_id)
+
+    def remove_session(self) -> None:
+        self._storage.remove_session()
+
 
 # ---------------------------------------------------------------------------------------------------
 # runners and stale trials
@@ -628,6 +886,12 @@ def tag_runner(study: optuna.Study, trial: optuna.Trial, runner: Runner, seed: i
     study._storage.set_trial_system_attr(trial._trial_id, ATTR_RUNNER, runner.id)
     if seed is not None:
         study._storage.set_trial_system_attr(trial._trial_id, ATTR_SAMPLER_SEED, seed)
+
+
+def tag_prior_source(study: optuna.Study, trial: FrozenTrial, source: str) -> None:
+    """Record which source of the prior-guided sampler proposed ``trial`` (a system attr; the sampler
+    rebuilds its mix from these on resume)."""
+    study._storage.set_trial_system_attr(trial._trial_id, ATTR_PRIOR_SOURCE, source)
 
 
 class Heartbeat:
@@ -704,10 +968,11 @@ def _retry_depth(trial: FrozenTrial, by_number: Mapping[int, FrozenTrial]) -> in
 
 
 def give_up_trial(study: optuna.Study, trial: FrozenTrial, reason: str,
-                  trials: list[FrozenTrial] | None = None) -> bool:
+                  trials: list[FrozenTrial] | None = None, always: bool = False) -> bool:
     """FAIL a trial that its runner could not finish (died, interrupted, out of time): not the trial's
     fault, so it never counts towards ``n_trials``; its point is enqueued again up to
-    :data:`MAX_RETRIES` times, then the study moves on to a fresh point.
+    :data:`MAX_RETRIES` times (``always``: however often, e.g. when a budget cut it), then the study
+    moves on to a fresh point.
 
     Returns False (and changes nothing) when the trial was already finished, by its owner or another
     runner: the caller re-checks ownership this way before giving a trial up.
@@ -715,7 +980,7 @@ def give_up_trial(study: optuna.Study, trial: FrozenTrial, reason: str,
     storage = study._storage
     trials = trials if trials is not None else study.get_trials(deepcopy=False)
     by_number = {t.number: t for t in trials}
-    requeue = _retry_depth(trial, by_number) < MAX_RETRIES
+    requeue = always or _retry_depth(trial, by_number) < MAX_RETRIES
     try:
         if getattr(storage, "_backend", storage).get_trial(trial._trial_id).state.is_finished():
             return False
@@ -956,7 +1221,7 @@ def _number(value: Any) -> Any:
 
 
 def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
-    """One flat row per trial: number, state, value(s), budget, duration, params, reason."""
+    """One flat row per trial: number, state, value(s), budget, duration, params, cost, reason."""
     rows = []
     directions = study.directions
     for t in study.get_trials(deepcopy=False):
@@ -970,7 +1235,143 @@ def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
         row["duration_s"] = round(t.duration.total_seconds(), 3) if t.duration else None
         for key, value in t.params.items():
             row[f"params_{key}"] = value
+        cost = t.user_attrs.get(ATTR_COST)
+        if isinstance(cost, Mapping):
+            for key in ("device", "device_seconds", *COST_METRICS):
+                row[key] = _number(cost.get(key))
         if ATTR_FAIL_REASON in t.user_attrs:
             row["fail_reason"] = t.user_attrs[ATTR_FAIL_REASON]
         rows.append(row)
     return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# cost
+
+
+def cost_of(wall_seconds: float, resources: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``cost`` user attr of a trial that held ``resources`` for ``wall_seconds``.
+
+    Device-seconds are wall time x the devices held: GPUs when the trial holds any (``device: cuda``),
+    else CPUs (``device: cpu``). The trainable's own figures (peak memory, throughput, parameter count)
+    come from its last report, when it made them.
+    """
+    gpu = float(resources.get("gpu") or 0.0)
+    cpu = float(resources.get("cpu") or 0.0)
+    device, held = ("cuda", gpu) if gpu > 0 else ("cpu", cpu)
+    wall = max(float(wall_seconds), 0.0)
+    cost: dict[str, Any] = {"device": device, "devices": held, "wall_seconds": round(wall, 3),
+                            "device_seconds": round(wall * held, 3)}
+    for key in COST_METRICS:
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            cost[key] = value
+    return cost
+
+
+@dataclass
+class StudyCost:
+    """A study's cost summed over every finished trial, pruned and failed (re-enqueued ones too) included.
+
+    ``gpu_seconds`` and ``cpu_seconds`` are device-seconds (wall x devices held); a finished trial that
+    stored no cost (a runner killed mid-trial) is estimated from its duration x the study's
+    ``resources`` and counted in ``estimated``.
+    """
+
+    trials: int = 0
+    wall_seconds: float = 0.0
+    gpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    estimated: int = 0
+    #: trials with neither a stored cost nor resources to estimate one from
+    unknown: int = 0
+    peak_gpu_memory_mb: float | None = None
+    peak_rss_mb: float | None = None
+    examples_per_second: float | None = None
+    """mean over the trials that reported it"""
+    trainable_params: int | None = None
+    """of the best trial (else the last one that reported it)"""
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.gpu_seconds / 3600
+
+    @property
+    def device_hours(self) -> float:
+        """GPU-hours when the study used GPUs, else CPU-hours (what ``budget.device_hours`` counts)."""
+        return (self.gpu_seconds or self.cpu_seconds) / 3600
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["gpu_hours"], out["device_hours"] = self.gpu_hours, self.device_hours
+        return out
+
+    def summary(self) -> str:
+        """One line: device-hours, peak memory, throughput (``status``, ``best``)."""
+        parts = [f"{self.trials} trials", f"{self.wall_seconds / 3600:.3g} h wall"]
+        if self.gpu_seconds:
+            parts.append(f"{self.gpu_hours:.3g} GPU-h")
+        if self.cpu_seconds:
+            parts.append(f"{self.cpu_seconds / 3600:.3g} CPU-h")
+        if self.peak_gpu_memory_mb is not None:
+            parts.append(f"peak GPU memory {self.peak_gpu_memory_mb:.0f} MB")
+        if self.peak_rss_mb is not None:
+            parts.append(f"peak RSS {self.peak_rss_mb:.0f} MB")
+        if self.examples_per_second is not None:
+            parts.append(f"{self.examples_per_second:.3g} examples/s")
+        if self.estimated:
+            parts.append(f"{self.estimated} estimated")
+        if self.unknown:
+            parts.append(f"{self.unknown} without cost")
+        return ", ".join(parts)
+
+
+def _finished(trial: FrozenTrial) -> bool:
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def study_cost(study: optuna.Study) -> StudyCost:
+    """The sum of every finished trial's ``cost`` (see :class:`StudyCost`)."""
+    resources = study.user_attrs.get("resources")
+    total = StudyCost()
+    rates: list[float] = []
+    best = best_trials(study)
+    best_numbers = {t.number for t in best}
+    best_reported = False
+    for trial in study.get_trials(deepcopy=False):
+        if not _finished(trial):
+            continue
+        total.trials += 1
+        cost = trial.user_attrs.get(ATTR_COST)
+        if not isinstance(cost, Mapping):
+            seconds = trial.duration.total_seconds() if trial.duration else None
+            if seconds is None or not isinstance(resources, Mapping):
+                total.unknown += 1
+                continue
+            cost = cost_of(seconds, resources, trial.user_attrs.get(ATTR_METRICS) or {})
+            total.estimated += 1
+        total.wall_seconds += float(cost.get("wall_seconds") or 0.0)
+        seconds = float(cost.get("device_seconds") or 0.0)
+        if cost.get("device") == "cpu":
+            total.cpu_seconds += seconds
+        else:
+            total.gpu_seconds += seconds
+        for key in ("peak_gpu_memory_mb", "peak_rss_mb"):
+            value = cost.get(key)
+            if isinstance(value, (int, float)):
+                setattr(total, key, max(float(value), getattr(total, key) or 0.0))
+        rate = cost.get("examples_per_second")
+        if isinstance(rate, (int, float)):
+            rates.append(float(rate))
+        count = cost.get("trainable_params")
+        if isinstance(count, (int, float)) and not (best_reported and trial.number not in best_numbers):
+            total.trainable_params = int(count)
+            best_reported = best_reported or trial.number in best_numbers
+    total.examples_per_second = sum(rates) / len(rates) if rates else None
+    return total
+
+
+def cost_summary(trial: FrozenTrial) -> dict[str, Any]:
+    """A trial's stored ``cost`` (empty when it has none), for exports and ``best``."""
+    cost = trial.user_attrs.get(ATTR_COST)
+    return dict(cost) if isinstance(cost, Mapping) else {}

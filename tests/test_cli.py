@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,23 +47,66 @@ def test_usage_mistakes_are_one_line(capsys):
     assert err.count("\n") == 1 and "the following arguments are required: FILE" in err
 
 
+def _dump(db: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return list(conn.iterdump())
+
+
+@pytest.fixture
+def existing_store(tmp_path) -> Path:
+    """A store holding one study, in a folder of its own."""
+    import optuna
+
+    from genft_search import store
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    db = folder / "kept.db"
+    rdb = store.open_storage(f"sqlite:///{db}")
+    optuna.create_study(study_name="kept/a", storage=rdb).enqueue_trial({"lr": 0.1})
+    rdb.engine.dispose()
+    return db
+
+
+def _store_files(db: Path) -> list[str]:
+    """The files beside the store, less SQLite's own WAL files (they come and go with connections)."""
+    return sorted(p.name for p in db.parent.iterdir() if not p.name.endswith(("-wal", "-shm")))
+
+
+def _refused(command: str, path: Path, expect: str, capsys) -> None:
+    code = main([command, str(path)])
+    out, err = capsys.readouterr()
+    assert code == 2, (command, out, err)
+    assert err.startswith("genft-search: error: ") and err.count("\n") == 1, err
+    assert f"error: {path}: " in err, "the line names the file first"
+    assert expect in err, err
+    assert "Traceback" not in out + err and "hunter2secret" not in out + err
+
+
 @pytest.mark.parametrize("path", BAD_STUDIES, ids=[p.stem for p in BAD_STUDIES])
-def test_malformed_study_is_refused_in_one_line(path, tmp_path, monkeypatch, capsys):
-    """Each file of the corpus: exit 2, one line naming the problem, no traceback, nothing written."""
+def test_malformed_study_is_refused_in_one_line(path, tmp_path, monkeypatch, capsys, existing_store):
+    """Each file of the corpus: exit 2, one line naming the file, the field and what is expected, no
+    traceback, nothing written: a fresh SQLite path is not created, an existing store is unchanged."""
     expect = _expectation(path)
-    db = tmp_path / "store.db"
-    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    db = work / "store.db"
+    monkeypatch.chdir(work)
     monkeypatch.setenv("GENFT_STORAGE", f"sqlite:///{db}")
     monkeypatch.delenv("GENFT_SURELY_UNSET_VARIABLE", raising=False)
     for command in ("validate", "run"):
-        code = main([command, str(path)])
-        out, err = capsys.readouterr()
-        assert code == 2, (command, out, err)
-        assert err.startswith("genft-search: error: ") and err.count("\n") == 1, err
-        assert expect in err, err
-        assert "Traceback" not in out + err and "hunter2secret" not in out + err
+        _refused(command, path, expect, capsys)
         assert not db.exists(), "a refused study must not create the store"
-        assert list(tmp_path.iterdir()) == [], "nothing may be written"
+        assert list(work.iterdir()) == [], "nothing may be written"
+
+    before, names = _dump(existing_store), _store_files(existing_store)
+    monkeypatch.setenv("GENFT_STORAGE", f"sqlite:///{existing_store}")
+    for command in ("validate", "run"):
+        _refused(command, path, expect, capsys)
+        assert _dump(existing_store) == before, "a refused study must leave an existing store as it was"
+    assert _store_files(existing_store) == names
+    assert list(work.iterdir()) == []
 
 
 def test_refusal_through_the_real_entry_point(tmp_path):
@@ -216,3 +262,93 @@ def test_dashboard_binds_the_host_it_is_given(toy_store):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_concurrency_is_capped_at_the_cpus_with_a_note(write_study, tmp_path, monkeypatch, capsys):
+    """``resources.cpu: 0.001`` would start 1000 trials per CPU; validate caps it and says so."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    path = write_study(toy_study("tiny", resources={"cpu": 0.001}))
+    assert main(["validate", str(path), "--storage", f"sqlite:///{tmp_path / 'v.db'}"]) == 0
+    out = capsys.readouterr().out
+    assert "up to 2 trials at once on this machine" in out
+    assert (f"note: {path}: resources.cpu 0.001 per trial would run 2000 trials at once; capped at 2, "
+            f"one per CPU there is") in out
+    from genft_search.config import parse_study_config
+    from genft_search.tune._ray import fit_resources
+
+    config = parse_study_config(toy_study("x", resources={"cpu": 0.5, "gpu": 0.25}), "x.yaml")
+    assert fit_resources(config, 16.0, 1.0) == 4  # the GPU is the limit: no cap
+    assert fit_resources(config, 2.0, 1.0) == 2
+
+
+def _wsgi(app: Any, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+    """One request to a WSGI app, in process."""
+    import wsgiref.util
+
+    data = json.dumps(body).encode() if body is not None else b""
+    environ: dict[str, Any] = {}
+    wsgiref.util.setup_testing_defaults(environ)
+    environ.update({"REQUEST_METHOD": method, "PATH_INFO": path, "CONTENT_TYPE": "application/json",
+                    "CONTENT_LENGTH": str(len(data)), "wsgi.input": io.BytesIO(data)})
+    status: list[str] = []
+    chunks = app(environ, lambda s, headers, exc_info=None: status.append(s))
+    return int(status[0].split()[0]), b"".join(chunks)
+
+
+def _served_storage(monkeypatch, *args: str) -> Any:
+    """The storage ``genft-search dashboard ARGS`` hands to optuna-dashboard (the server is not run)."""
+    import optuna_dashboard
+
+    served: list[Any] = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: served.append((storage, kw)))
+    assert main(["dashboard", *args]) == 0
+    (storage, kw), = served
+    assert kw["host"] == "127.0.0.1"
+    return storage
+
+
+def test_dashboard_is_read_only_unless_allowed(tmp_path, monkeypatch, capsys):
+    """optuna-dashboard's own delete, rename, tell, attr and note endpoints are refused (403) and the
+    store stays as it was; the same delete works with ``--allow-writes``."""
+    import optuna
+    import optuna_dashboard
+
+    from genft_search import store
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    db = tmp_path / "dash.db"
+    url = f"sqlite:///{db}"
+    study = optuna.create_study(study_name="dash/a", storage=store.open_storage(url))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    running = study.ask()
+    study_id, trial_id = study._study_id, running._trial_id
+    before = _dump(db)
+
+    app = optuna_dashboard.wsgi(_served_storage(monkeypatch, "--storage", url))
+    assert "read-only" in capsys.readouterr().out
+    code, body = _wsgi(app, "GET", "/api/studies")
+    assert code == 200 and b"dash/a" in body
+    assert _wsgi(app, "GET", f"/api/studies/{study_id}")[0] == 200
+    for method, path, payload in [
+        ("DELETE", f"/api/studies/{study_id}", {}),
+        ("POST", f"/api/trials/{trial_id}/tell", {"state": "Fail"}),
+        ("POST", f"/api/trials/{trial_id}/user-attrs", {"user_attrs": {"k": 1}}),
+        ("PUT", f"/api/studies/{study_id}/note", {"version": 1, "body": "hi"}),
+        ("POST", "/api/studies", {"study_name": "new", "directions": ["minimize"]}),
+    ]:
+        code, body = _wsgi(app, method, path, payload)
+        assert code == 403 and b"read-only" in body and b"--allow-writes" in body, (path, code, body)
+    code, _ = _wsgi(app, "POST", f"/api/studies/{study_id}/rename", {"study_name": "dash/b"})
+    assert code >= 400
+    assert _dump(db) == before, "the read-only dashboard changed the store"
+
+    writable = optuna_dashboard.wsgi(_served_storage(monkeypatch, "--storage", url, "--allow-writes"))
+    assert _wsgi(writable, "DELETE", f"/api/studies/{study_id}", {})[0] == 204
+    assert store.study_names(store.open_storage(url, create=False)) == []
+
+
+def test_dashboard_help_shows_allow_writes(capsys):
+    with pytest.raises(SystemExit):
+        main(["dashboard", "--help"])
+    out = capsys.readouterr().out
+    assert "--allow-writes" in out and "Read-only" in out

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from scipy import stats as sp
 
-from genft_search.stats import MIN_TASKS, difference_interval, mean_std, signed_rank_test
+from genft_search.stats import MIN_TASKS, bootstrap_median, difference_interval, mean_std, signed_rank_test
 
 A = {1: 71.2, 2: 70.8, 3: 71.6, 4: 72.3}
 B = {1: 70.1, 2: 70.9, 3: 70.2, 4: 71.0}
@@ -84,3 +85,15 @@ def test_signed_rank_drops_zeros_and_handles_ties_as_scipy():
 def test_six_tasks_is_the_least_that_can_reach_five_percent():
     assert sp.wilcoxon([1, 2, 3, 4, 5]).pvalue > 0.05
     assert signed_rank_test(range(1, MIN_TASKS + 1)).p_value < 0.05
+
+
+def test_bootstrap_median_interval():
+    values = [0.1, 0.4, 0.35, 0.2, 0.8, 0.3]
+    median, low, high = bootstrap_median(values, level=0.90)
+    assert median == pytest.approx(float(np.median(values)))
+    assert min(values) <= low <= median <= high <= max(values) and low < high
+    _, wide_low, wide_high = bootstrap_median(values, level=0.99)
+    assert wide_low <= low and wide_high >= high  # a higher level, a wider interval
+    assert bootstrap_median(values) == bootstrap_median(values)  # seeded: reports are reproducible
+    assert bootstrap_median([0.5]) == (0.5, 0.5, 0.5)
+    assert all(np.isnan(v) for v in bootstrap_median([]))

@@ -395,3 +395,49 @@ def test_postgres_connections_notice_a_dead_network(pg_url):
         assert params["keepalives_idle"] == "10" and params["connect_timeout"] == "10"
     finally:
         storage.engine.dispose()
+
+
+def test_cost_of_counts_gpus_else_cpus_and_copies_the_trainables_figures():
+    metrics = {"peak_gpu_memory_mb": 5120.0, "examples_per_second": 410.0, "trainable_params": 270336,
+               "val_top1": 70.0, "peak_rss_mb": float("nan")}
+    gpu = store.cost_of(100.0, {"cpu": 4, "gpu": 0.25}, metrics)
+    assert gpu == {"device": "cuda", "devices": 0.25, "wall_seconds": 100.0, "device_seconds": 25.0,
+                   "peak_gpu_memory_mb": 5120.0, "examples_per_second": 410.0, "trainable_params": 270336}
+    cpu = store.cost_of(10.0, {"cpu": 2, "gpu": 0}, {})
+    assert cpu == {"device": "cpu", "devices": 2.0, "wall_seconds": 10.0, "device_seconds": 20.0}
+
+
+def test_study_cost_sums_every_finished_trial_and_estimates_the_ones_without_cost(tmp_path):
+    import datetime as dt
+
+    from optuna.trial import FrozenTrial, TrialState
+
+    study = optuna.create_study(study_name="c/a", storage=f"sqlite:///{tmp_path / 's.db'}",
+                                direction="maximize")
+    study.set_user_attr("resources", {"cpu": 1, "gpu": 0.5})
+    start = dt.datetime(2026, 1, 1)
+    gpu = {"device": "cuda"}
+    rows = [(TrialState.COMPLETE, 1.0, {**gpu, "wall_seconds": 100, "device_seconds": 50.0,
+                                        "peak_gpu_memory_mb": 900.0, "trainable_params": 7}),
+            (TrialState.PRUNED, None, {**gpu, "wall_seconds": 40, "device_seconds": 20.0,
+                                       "peak_gpu_memory_mb": 1200.0, "examples_per_second": 30.0,
+                                       "trainable_params": 9}),
+            (TrialState.FAIL, None, {**gpu, "wall_seconds": 10, "device_seconds": 5.0,
+                                     "examples_per_second": 10.0}),
+            (TrialState.FAIL, None, None),  # its runner was killed: 60 s x 0.5 GPU, estimated
+            (TrialState.RUNNING, None, None)]  # not finished: not counted
+    for number, (state, value, cost) in enumerate(rows):
+        done = state != TrialState.RUNNING
+        study.add_trial(FrozenTrial(
+            number=number, state=state, value=value, values=None, datetime_start=start,
+            datetime_complete=start + dt.timedelta(seconds=60) if done else None, params={},
+            distributions={}, user_attrs={"cost": cost} if cost else {}, system_attrs={},
+            intermediate_values={}, trial_id=number))
+    total = store.study_cost(study)
+    assert total.trials == 4 and total.estimated == 1 and total.unknown == 0
+    assert total.gpu_seconds == pytest.approx(50 + 20 + 5 + 30) and total.cpu_seconds == 0.0
+    assert total.wall_seconds == pytest.approx(100 + 40 + 10 + 60)
+    assert total.device_hours == pytest.approx(105 / 3600) == total.gpu_hours
+    assert total.peak_gpu_memory_mb == 1200.0 and total.examples_per_second == 20.0
+    assert total.trainable_params == 7  # the best trial's, not the last one's
+    assert "1 estimated" in total.summary() and "0.0292 GPU-h" in total.summary()

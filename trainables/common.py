@@ -32,6 +32,7 @@ __all__ = [
     "seed_everything",
     "set_rng_state",
     "trial_task",
+    "usage_metrics",
 ]
 
 STATE_FILE = "trial_state.pt"
@@ -84,6 +85,18 @@ def device_and_amp() -> tuple[torch.device, bool]:
     if torch.cuda.is_available():
         return torch.device("cuda"), True
     return torch.device("cpu"), False
+
+
+def usage_metrics(device: torch.device | str) -> dict[str, float]:
+    """Peak memory for a trial's ``cost``: on CUDA ``torch.cuda.max_memory_allocated`` (MB; reset it at the
+    start of a run), else the peak resident set size of this process (MB; a reused Ray actor keeps the
+    peak of its earlier trials)."""
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        return {"peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20}
+    import resource
+
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    return {"peak_rss_mb": peak_kb / 1024}
 
 
 def rng_state() -> dict[str, Any]:

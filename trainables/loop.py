@@ -36,6 +36,9 @@ class TrainingRun:
     adapter: Any
     train_loader: Iterable[Any]
     max_grad_norm: float = 0.0
+    #: training examples and seconds so far (the throughput in each report)
+    examples_seen: int = 0
+    train_seconds: float = 0.0
     params: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -67,6 +70,7 @@ class TrainingRun:
         self.model.train()
         total = torch.zeros((), device=self.device)
         count = 0
+        started = time.perf_counter()
         for batch in self.train_loader:
             loss = self.batch_loss(batch)
             self.optimize(loss, self.max_grad_norm)
@@ -75,6 +79,8 @@ class TrainingRun:
             total += loss.detach().float() * size
             count += size
         mean = total.item() / max(count, 1)
+        self.examples_seen += count
+        self.train_seconds += time.perf_counter() - started
         common.check_finite(mean, epoch)
         return mean
 
@@ -138,6 +144,9 @@ class TrainingRun:
         head_params = sum(p.numel() for p in self.params) - method_params
         metrics: dict[str, Any] = {}
         started = time.perf_counter()
+        self.examples_seen, self.train_seconds = 0, 0.0
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         for epoch in range(start + 1, s.epochs + 1):
             self.start_epoch(epoch)
             train_loss = self.train_epoch(epoch)
@@ -158,6 +167,9 @@ class TrainingRun:
                 "lr": lr,
                 "trainable_params": method_params,
                 "head_params": head_params,
+                # the trial's cost (docs/internals.md): training throughput and peak memory so far
+                "examples_per_second": self.examples_seen / max(self.train_seconds, 1e-9),
+                **common.usage_metrics(self.device),
             }
             if self.best_of_test:
                 metrics[f"best_test_{self.metric_name}"] = best

@@ -2,7 +2,9 @@
 
 ``write_report(name)`` finds the studies called ``name`` or ``name/<task>``; search studies get the
 Optuna figures (history, PED-ANOVA and fANOVA importance, parallel coordinates, contour, slices,
-learning curves, timeline, best vs the paper's setting), ablations their table, grouped bars and a
+learning curves, timeline, best vs the paper's setting), a study file with several tasks first its
+cross-task atlas (PED-ANOVA importance per hyperparameter and task, medians with bootstrap intervals,
+rank correlation between tasks), ablations their table, grouped bars and a
 Δ-vs-full heatmap; every report ends with the parameter-count vs rank figure (the paper's Fig. 2).
 ``export_trials`` writes a study's trials as CSV, JSON or LaTeX; every LaTeX table of the project goes
 through ``latex_escape`` and ``booktabs``.
@@ -50,12 +52,16 @@ def report_sections(name: str, studies: list[optuna.Study]) -> list[Section]:
     """The report's sections for ``studies`` (ablation studies together, search studies one each)."""
     from genft_search.ablation import is_ablation_study
     from genft_search.report._ablation import ablation_section
+    from genft_search.report._atlas import atlas_section
     from genft_search.report._meta import study_meta
     from genft_search.report._study import study_section
 
     ablations = [s for s in studies if is_ablation_study(s)]
+    searches = [s for s in studies if not is_ablation_study(s)]
     sections = [ablation_section(name, ablations)] if ablations else []
-    sections += [study_section(s, study_meta(s)) for s in studies if not is_ablation_study(s)]
+    atlas = atlas_section(name, searches)
+    sections += [atlas] if atlas is not None else []
+    sections += [study_section(s, study_meta(s)) for s in searches]
     counts = Section(
         "Parameters vs rank (paper Fig. 2)",
         intro="From this project's parameter counts (genft_search.method), ViT-B/16 shape.",
@@ -109,7 +115,7 @@ def write_report(
         paths, skipped = export_pngs(panels, folder / f"{stem}_png")
         note = skipped or f"PNG copies of the {len(paths)} figures: {stem}_png/."
     plural = "study" if len(studies) == 1 else "studies"
-    subtitle = f"Study store {store.redact_url(url)}; {len(studies)} {plural}. {note}"
+    subtitle = f"Study store: {store.describe_storage(url)}; {len(studies)} {plural}. {note}"
     target = folder / f"{stem}.html"
     target.write_text(render_html(f"genft-search report: {name}", sections, subtitle), encoding="utf-8")
     return target

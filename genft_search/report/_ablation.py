@@ -1,4 +1,5 @@
-"""The panels of an ablation: its table, grouped bars with error bars per task, and a Δ-vs-full heatmap."""
+"""The panels of an ablation: its table, grouped bars with error bars per task, a Δ-vs-full heatmap, and
+per task the paired Δ vs full over seeds with its 95 % interval and a mark where the interval excludes 0."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import math
 from functools import partial
 
 import optuna
+import pandas as pd
 import plotly.graph_objects as go
 
 from genft_search.ablation import AVERAGE, AblationTable, ablation_table
 from genft_search.report._panel import Panel, Section, figure_panel, slug
 from genft_search.report._study import learning_curves
+from genft_search.stats import Difference, difference_interval
 
 __all__ = ["ablation_section"]
 
@@ -89,6 +92,64 @@ def _heatmap(table: AblationTable) -> go.Figure:
     return figure
 
 
+def paired_deltas(table: AblationTable) -> dict[str, dict[str, Difference]]:
+    """variant -> task -> its difference from ``full`` over seeds (paired on common seeds, 95 %)."""
+    runs = table.runs
+    out: dict[str, dict[str, Difference]] = {}
+    if "full" not in table.variants:
+        return out
+    for task in table.tasks:
+        part = runs[runs["task"] == task]
+        full = {int(r.seed): float(r.value) for r in part[part["variant"] == "full"].itertuples()
+                if r.seed is not None and not pd.isna(r.seed)}
+        for variant in table.variants:
+            if variant == "full":
+                continue
+            mine = {int(r.seed): float(r.value) for r in part[part["variant"] == variant].itertuples()
+                    if r.seed is not None and not pd.isna(r.seed)}
+            if mine and full:
+                out.setdefault(variant, {})[task] = difference_interval(mine, full)
+    return out
+
+
+def _significant(d: Difference) -> bool:
+    return d.has_interval and (d.low > 0 or d.high < 0)
+
+
+def _delta_figure(table: AblationTable, deltas: dict[str, dict[str, Difference]]) -> go.Figure:
+    if not deltas:
+        raise ValueError("needs the full variant, an ablated one and seeds")
+    figure = go.Figure()
+    for variant, per_task in deltas.items():
+        tasks = [t for t in table.tasks if t in per_task]
+        ds = [per_task[t] for t in tasks]
+        figure.add_trace(go.Scatter(
+            name=variant, x=tasks, y=[d.mean for d in ds], mode="markers+text",
+            marker={"color": _COLORS.get(variant), "size": 10},
+            text=["*" if _significant(d) else "" for d in ds], textposition="top center",
+            error_y={"type": "data", "symmetric": False, "visible": True,
+                     "array": [d.high - d.mean if d.has_interval else 0.0 for d in ds],
+                     "arrayminus": [d.mean - d.low if d.has_interval else 0.0 for d in ds]},
+        ))
+    figure.add_hline(y=0, line_dash="dot", line_color="#555")
+    figure.update_layout(title_text=f"Δ {table.metric} vs full per task (95 % interval over seeds; "
+                                    "* the interval excludes 0)", yaxis_title="Δ vs full", height=440)
+    return figure
+
+
+def _delta_html(deltas: dict[str, dict[str, Difference]]) -> str:
+    body = []
+    for variant, per_task in deltas.items():
+        for task, d in per_task.items():
+            interval = f"[{d.low:+.2f}, {d.high:+.2f}]" if d.has_interval else "–"
+            cells = [task, variant, f"{d.mean:+.2f}", interval, "paired" if d.paired else "Welch", str(d.n),
+                     "*" if _significant(d) else ""]
+            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    head = ["task", "variant", "Δ vs full", "95 % interval", "interval", "n", "excludes 0"]
+    header = "".join(f"<th>{h}</th>" for h in head)
+    return f"<table class='grid'><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
 def _table_html(table: AblationTable) -> str:
     has_paper = table.summary["paper"].notna().any()
     head = ["task", "variant", "a", "b", "params", "n", "mean ± std", "Δ vs full"]
@@ -139,6 +200,11 @@ def ablation_section(name: str, studies: list[optuna.Study]) -> Section:
     section.panels.append(Panel(f"{key}-table", "Ablation table", html=_table_html(table), note=note))
     section.panels.append(figure_panel(f"{key}-bars", "Per task and variant", lambda: _bars(table)))
     section.panels.append(figure_panel(f"{key}-delta", "Δ vs full", lambda: _heatmap(table)))
+    deltas = paired_deltas(table)
+    paired = figure_panel(f"{key}-paired", "Δ vs full over seeds", lambda: _delta_figure(table, deltas))
+    if deltas:
+        paired.html = _delta_html(deltas)
+    section.panels.append(paired)
     for study in studies:
         section.panels.append(
             figure_panel(

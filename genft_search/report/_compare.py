@@ -48,7 +48,7 @@ __all__ = ["ALPHA", "Benchmark", "Cell", "Comparison", "Pair", "Row", "compare_s
 
 TEST_EVALUATIONS = "test_evaluations"
 TEST_EVALUATION = "test_evaluation"
-COST = "cost"
+COST = store.ATTR_COST
 RESOURCES = "resources"
 ALPHA = 0.05
 
@@ -192,7 +192,7 @@ class Comparison:
 
     names: list[str]
     storage: str
-    """the store's URL, password redacted"""
+    """the store's backend and host (``store.describe_storage``), never its URL"""
     benchmarks: list[Benchmark]
 
 
@@ -476,4 +476,4 @@ def compare_studies(names: Sequence[str], *, storage: str | None = None) -> Comp
         bench.paper = paper_row(kind, tasks) if key in _ORDER else None
         bench.pairs = [_pair(a, b, tasks) for a, b in itertools.combinations(rows, 2)]
         benchmarks.append(bench)
-    return Comparison(list(resolved), store.redact_url(url), benchmarks)
+    return Comparison(list(resolved), store.describe_storage(url), benchmarks)

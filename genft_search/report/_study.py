@@ -23,6 +23,7 @@ from optuna.visualization import (
 )
 from plotly.subplots import make_subplots
 
+from genft_search import store
 from genft_search.paper import paper_benchmark, paper_result, paper_setting
 from genft_search.report._meta import StudyMeta, best_trial
 from genft_search.report._panel import Panel, Section, figure_panel, slug
@@ -179,7 +180,9 @@ def study_section(study: optuna.Study, meta: StudyMeta) -> Section:
         study.study_name,
         intro=f"{len(states)} trials ({counts or 'none'}); objective "
         f"{html.escape(name)} ({study.directions[0].name.lower()}); method "
-        f"{html.escape(meta.method or '?')}, protocol {html.escape(meta.protocol or '?')}.",
+        f"{html.escape(meta.method or '?')}, protocol {html.escape(meta.protocol or '?')}. "
+        f"Cost of the search (every finished trial, pruned and failed included): "
+        f"{html.escape(store.study_cost(study).summary())}.",
     )
     key = slug(study.study_name)
     panels = section.panels

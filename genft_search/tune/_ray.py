@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +31,10 @@ if TYPE_CHECKING:
 
     from genft_search.tune._searcher import OptunaSearcher
 
-__all__ = ["claim_run", "clean_runs", "cluster_concurrency", "cluster_fit", "ensure_ray", "fit_resources",
-           "local_resources", "lost_store_stopper", "make_callback", "recording_stops", "remove_run",
-           "resolve_runs_dir", "run_name", "snapshot", "tune_env"]
+__all__ = ["claim_run", "clean_runs", "cluster_concurrency", "cluster_fit", "concurrency_note", "ensure_ray",
+           "fit_resources", "local_resources", "lost_store_stopper", "make_callback", "private_dir",
+           "recording_stops", "remove_run", "resolve_runs_dir", "run_name", "snapshot", "total_snapshot",
+           "tune_env"]
 
 def _error_text(trial: Any) -> str:
     """The traceback Ray recorded for a failed trial ('' when there is none)."""
@@ -155,7 +156,12 @@ def ensure_ray(address: str | None) -> bool:
             if other:
                 print(f"ray: another Ray instance is running at {other}; starting a separate local one "
                       f"for this run (--address auto runs on that one)", file=sys.stderr, flush=True)
-            ray.init(address="local", object_store_memory=256 * 1024**2, **kwargs)
+            # Ray's processes (and so the trials' checkpoint folders) inherit this: private files
+            mask = os.umask(0o077)
+            try:
+                ray.init(address="local", object_store_memory=256 * 1024**2, **kwargs)
+            finally:
+                os.umask(mask)
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -176,15 +182,23 @@ def local_resources() -> tuple[float, float]:
     return float(os.cpu_count() or 1), gpus
 
 
+_NOTED: set[tuple[str, float, float]] = set()
+
+
 def cluster_concurrency(config: StudyConfig) -> int:
+    """How many trials of ``config`` run at once on the connected Ray (its note on stderr, once)."""
     import ray
 
     total = ray.cluster_resources()
-    return fit_resources(config, float(total.get("CPU", 0)), float(total.get("GPU", 0)))
+    cpus, gpus = float(total.get("CPU", 0)), float(total.get("GPU", 0))
+    note = concurrency_note(config, cpus, gpus)
+    if note and (config.source, cpus, gpus) not in _NOTED:
+        _NOTED.add((config.source, cpus, gpus))
+        print(note, file=sys.stderr, flush=True)
+    return fit_resources(config, cpus, gpus)
 
 
-def fit_resources(config: StudyConfig, cpus: float, gpus: float) -> int:
-    """How many trials fit at once; ``UserError`` when one trial asks for more than there is."""
+def _uncapped(config: StudyConfig, cpus: float, gpus: float) -> int:
     res = config.resources
     if res.cpu > cpus + 1e-9:
         raise UserError(f"{config.source}: resources.cpu: {res.cpu} CPUs per trial but the Ray cluster has "
@@ -196,6 +210,22 @@ def fit_resources(config: StudyConfig, cpus: float, gpus: float) -> int:
     if res.gpu > 0:
         limit = min(limit, math.floor(gpus / res.gpu + 1e-9))
     return max(1, limit)
+
+
+def fit_resources(config: StudyConfig, cpus: float, gpus: float) -> int:
+    """How many trials fit at once, at most one per CPU there is (``resources.cpu: 0.001`` would
+    otherwise start thousands of trials together); ``UserError`` when one trial asks for more than
+    there is."""
+    return max(1, min(_uncapped(config, cpus, gpus), math.floor(cpus + 1e-9)))
+
+
+def concurrency_note(config: StudyConfig, cpus: float, gpus: float) -> str | None:
+    """The line saying that :func:`fit_resources` capped the trials at once, or None."""
+    uncapped, capped = _uncapped(config, cpus, gpus), fit_resources(config, cpus, gpus)
+    if capped >= uncapped:
+        return None
+    return (f"note: {config.source}: resources.cpu {config.resources.cpu:g} per trial would run "
+            f"{uncapped} trials at once; capped at {capped}, one per CPU there is")
 
 
 def cluster_fit(config: StudyConfig) -> tuple[str, int]:
@@ -212,7 +242,8 @@ def cluster_fit(config: StudyConfig) -> tuple[str, int]:
     res = config.resources
     fit = 0
     for node in nodes:
-        per_node = math.floor(float(node.get("CPU", 0)) / res.cpu + 1e-9)
+        node_cpus = float(node.get("CPU", 0))
+        per_node = min(math.floor(node_cpus / res.cpu + 1e-9), math.floor(node_cpus + 1e-9))
         if res.gpu > 0:
             per_node = min(per_node, math.floor(float(node.get("GPU", 0)) / res.gpu + 1e-9))
         fit += per_node
@@ -284,6 +315,22 @@ def clean_runs(root: str, now: float | None = None) -> list[str]:
     return removed
 
 
+def private_dir(root: str, *names: str) -> None:
+    """Create ``root`` and each of ``root/names...`` (local paths) as folders only this user can open
+    (0700): checkpoints, Ray's ``tuner.pkl`` and trial logs are nobody else's business. A bucket URI is
+    left to the bucket's own access rules."""
+    if "://" in root:
+        return
+    folders = [Path(root)]
+    for name in names:
+        folders.append(folders[-1] / name)
+    for path in folders:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # a shared root made by someone else stays as it is
+            if path.stat().st_uid == os.getuid():
+                path.chmod(0o700)
+
+
 def remove_run(root: str, name: str) -> None:
     """Delete one experiment's folder under :func:`resolve_runs_dir` (a local path or a bucket URI)."""
     if "://" not in root:
@@ -296,8 +343,8 @@ def remove_run(root: str, name: str) -> None:
         fs.delete_dir(f"{path.rstrip('/')}/{name}")
 
 
-def lost_store_stopper(searcher: OptunaSearcher) -> Any:
-    """A Ray Tune stopper that ends the experiment once the searcher has lost the store."""
+def lost_store_stopper(searchers: list[OptunaSearcher]) -> Any:
+    """A Ray Tune stopper that ends the experiment once a searcher has lost the store."""
     from ray import tune
 
     class _StoreLost(tune.Stopper):
@@ -305,13 +352,15 @@ def lost_store_stopper(searcher: OptunaSearcher) -> Any:
             return False
 
         def stop_all(self) -> bool:
-            return searcher.lost is not None
+            return any(getattr(s, "lost", None) is not None for s in searchers)
 
     return _StoreLost()
 
 
 def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label: str, n_trials: int,
-                  objectives: list[Any]) -> Callback:
+                  objectives: list[Any], after: Callable[[], None] | None = None) -> Callback:
+    """The run's Ray callback for one study; ``after`` (several tasks at once) draws every line instead
+    of this study's own."""
     from ray import tune
 
     class _Events(tune.Callback):
@@ -339,6 +388,7 @@ def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label:
                                      result.get(BUDGET_KEY, result.get("training_iteration")))
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            searcher.mark_started(trial.trial_id)
             self._refresh(force=True)
 
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
@@ -351,7 +401,10 @@ def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label:
                 return
             self._seen, self._next = searcher.changed, now + 1.0
             try:  # best-effort: one try, and a store that is away is left alone for a while
-                progress.update(snapshot(searcher._study, study_label, n_trials, objectives))
+                if after is not None:
+                    after()
+                else:
+                    progress.update(snapshot(searcher._study, study_label, n_trials, objectives))
             except Exception:
                 self._next = now + 5.0
 
@@ -371,6 +424,16 @@ def snapshot(study: optuna.Study, label: str, n_trials: int, objectives: list[An
             best = f"{len(study.best_trials)} on the Pareto front"
     return Snapshot(label, counts["finished"], n_trials, counts["running"], counts["complete"],
                     counts["pruned"], counts["failed"], best)
+
+
+def total_snapshot(studies: list[optuna.Study], n_trials: int) -> Snapshot:
+    """The sum over the studies a run holds at once (the ``[total]`` line)."""
+    counts = [store.state_counts(study) for study in studies]
+    return Snapshot("total", sum(c["finished"] for c in counts), n_trials * len(studies),
+                    sum(c["running"] for c in counts), sum(c["complete"] for c in counts),
+                    sum(c["pruned"] for c in counts), sum(c["failed"] for c in counts))
+
+
 
 
 def recording_stops(scheduler: TrialScheduler, searcher: OptunaSearcher) -> TrialScheduler:

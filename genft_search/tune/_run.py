@@ -29,16 +29,19 @@ from genft_search.tune._ray import (
     clean_runs,
     cluster_concurrency,
     cluster_fit,
+    concurrency_note,
     ensure_ray,
     fit_resources,
     local_resources,
     lost_store_stopper,
     make_callback,
+    private_dir,
     recording_stops,
     remove_run,
     resolve_runs_dir,
     run_name,
     snapshot,
+    total_snapshot,
     tune_env,
 )
 
@@ -85,13 +88,16 @@ def _create_or_update(plan: StudyPlan, storage: optuna.storages.RDBStorage, task
     new = study is None
     if study is None:
         study = optuna.create_study(study_name=config.study_name(task), storage=storage,
-                                    directions=config.directions, sampler=plan.sampler(), load_if_exists=True)
+                                    directions=config.directions, sampler=plan.sampler(task),
+                                    load_if_exists=True)
     else:
-        study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=plan.sampler())
+        study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=plan.sampler(task))
     record = store.StudyRecord(
         task=task, study_file=config.name, method=config.method, protocol=config.protocol,
         config=plan.base_configs[task], objective=[o.model_dump() for o in config.objectives],
         n_trials=plan.n_trials, ablation=plan.ablation,
+        resources={"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+        budget=config.budget.model_dump(exclude_none=True) | {"n_trials": plan.n_trials},
     )
     if store.StudyRecord.read(study).space_fingerprint != plan.fingerprint:
         record.space_fingerprint, record.space = plan.fingerprint, plan.space.describe()
@@ -139,8 +145,10 @@ def validate_study(config: StudyConfig, *, storage: str | None = None, n_trials:
     """
     plan = plan_study(config, n_trials=n_trials)
     where, cluster = "on this machine", None
+    notes = list(plan.notes)
     if address is None:
         concurrency = fit_resources(config, *local_resources())
+        notes += [n for n in [concurrency_note(config, *local_resources())] if n]
     else:
         where, cluster, concurrency = f"on the Ray cluster at {address}", *_cluster_fit(config, address)
     url = store.resolve_storage_url(storage, config.storage)
@@ -160,7 +168,7 @@ def validate_study(config: StudyConfig, *, storage: str | None = None, n_trials:
         f"storage: {store.redact_url(url)}",
         *([f"ray: {cluster}; {config.resources.cpu:g} CPUs and {config.resources.gpu:g} GPUs per trial: "
            f"{concurrency} trials fit at once"] if cluster else []),
-        *plan.notes,
+        *notes,
     ]
     return lines
 
@@ -180,7 +188,8 @@ def run_study(config: StudyConfig, *, storage: str | None = None, n_trials: int 
               address: str | None = None, allow_space_change: bool = False,
               trainable: Callable[[dict[str, Any]], None] | None = None,
               progress: bool = True,
-              runs_dir: str | os.PathLike[str] | None = None) -> dict[str, optuna.Study]:
+              runs_dir: str | os.PathLike[str] | None = None,
+              tasks_at_once: int | None = None) -> dict[str, optuna.Study]:
     """Run (or resume) the study of each task of ``config``.
 
     Args:
@@ -193,6 +202,8 @@ def run_study(config: StudyConfig, *, storage: str | None = None, n_trials: int 
         progress: show the progress line.
         runs_dir: trial checkpoints and Ray's experiment state (``--runs-dir``; else ``$GENFT_RUNS_DIR``);
             on a cluster, storage every node reaches.
+        tasks_at_once: how many tasks propose trials at once in the file's one Ray Tune experiment
+            (``--tasks-at-once``; default all, so the cluster stays busy; 1 runs them one after another).
 
     Returns:
         ``{task: optuna.Study}``.
@@ -202,13 +213,14 @@ def run_study(config: StudyConfig, *, storage: str | None = None, n_trials: int 
     """
     plan = plan_study(config, n_trials=n_trials, check_data=trainable is None, trainable=trainable)
     return run_plan(plan, storage=storage, address=address, allow_space_change=allow_space_change,
-                    progress=progress, runs_dir=runs_dir)
+                    progress=progress, runs_dir=runs_dir, tasks_at_once=tasks_at_once)
 
 
 def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = None,
              address: str | None = None, allow_space_change: bool = False,
              progress: bool = True,
-             runs_dir: str | os.PathLike[str] | None = None) -> dict[str, optuna.Study]:
+             runs_dir: str | os.PathLike[str] | None = None,
+             tasks_at_once: int | None = None) -> dict[str, optuna.Study]:
     """Run (or resume) one or several planned studies with one Ray instance.
 
     Args:
@@ -218,6 +230,7 @@ def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = No
         allow_space_change: continue existing studies with another (compatible) space.
         progress: show the progress line.
         runs_dir: trial checkpoints and Ray's experiment state (see :func:`run_study`).
+        tasks_at_once: see :func:`run_study`.
 
     Returns:
         ``{task: optuna.Study}`` over all plans.
@@ -243,6 +256,7 @@ def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = No
     runner = store.Runner.current()
     storages: dict[str, optuna.storages.RDBStorage] = {}
     studies: dict[str, optuna.Study] = {}
+    pending: dict[int, tuple[StudyPlan, list[tuple[optuna.Study, str]]]] = {}
     try:
         for plan, task, url, study in work:
             config = plan.config
@@ -261,7 +275,15 @@ def run_plan(plans: StudyPlan | Sequence[StudyPlan], *, storage: str | None = No
             study = store.retrying(_create_or_update, plan, storages[url], task, study,
                                    storage=storages[url])
             studies[task] = study
-            _run_task(plan, study, task, runner, cluster_concurrency(config), progress, runs_dir)
+            pending.setdefault(id(plan), (plan, []))[1].append((study, task))
+        for plan, items in pending.values():
+            # every task of a file in one experiment (at most tasks_at_once proposing), or one by one
+            # one_epoch_topk pauses and resumes trials itself: it runs one task at a time
+            sequential = tasks_at_once == 1 or plan.config.scheduler.name == "one_epoch_topk"
+            batches = [[item] for item in items] if sequential else [items]
+            for batch in batches:
+                _run_tasks(plan, batch, runner, cluster_concurrency(plan.config), progress, runs_dir,
+                           tasks_at_once)
         return studies
     finally:
         if started_ray:
@@ -295,55 +317,109 @@ def run_seed(plan: StudyPlan, study_name: str, index: int) -> int | None:
     return int.from_bytes(digest[:4], "big")
 
 
-def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Runner, concurrency: int,
-              show_progress: bool, runs_dir: str | os.PathLike[str] | None = None) -> None:
-    from ray import tune
+def _run_tasks(plan: StudyPlan, items: Sequence[tuple[optuna.Study, str]], runner: store.Runner,
+               concurrency: int, show_progress: bool, runs_dir: str | os.PathLike[str] | None = None,
+               tasks_at_once: int | None = None) -> None:
+    """Run the studies of ``items`` (one per task of ``plan``) in one Ray Tune experiment.
 
+    One task is one searcher, scheduler and callback, as Ray Tune knows them; several are routed
+    through :mod:`genft_search.tune._at_once` so every slot stays busy while any task has trials left.
+    """
+    from ray import tune
+    from ray.tune.stopper import CombinedStopper
+
+    from genft_search.tune._budget import RunBudget, budget_stopper
     from genft_search.tune._searcher import OptunaSearcher
 
     config = plan.config
-    line = ProgressLine(enabled=show_progress)
+    several = len(items) > 1
+    lines = {task: ProgressLine(enabled=show_progress, in_place=not several) for _, task in items}
+    total = ProgressLine(enabled=show_progress and several, in_place=False)
 
-    def show() -> None:
+    def show(force: bool = False) -> None:
         with contextlib.suppress(Exception):  # best-effort: the store may be away
-            line.update(snapshot(study, study.study_name, plan.n_trials, config.objectives), force=True)
-        line.close()
+            for study, task in items:
+                lines[task].update(snapshot(study, study.study_name, plan.n_trials, config.objectives),
+                                   force)
+            if several:
+                total.update(total_snapshot([study for study, _ in items], plan.n_trials), force)
 
-    def start() -> tuple[int, dict[str, int]]:
+    def start(study: optuna.Study) -> tuple[int, dict[str, int]]:
         with store.study_lock(study):
             store.recover_stale_trials(study, keep=runner)
             index = store.register_run(study, runner)
         return index, store.state_counts(study)
 
-    with store.Heartbeat(study, runner):
-        index, counts = store.retrying(start, storage=study)
-        if counts["finished"] >= plan.n_trials:
-            show()
+    with contextlib.ExitStack() as beating:
+        for study, _ in items:
+            beating.enter_context(store.Heartbeat(study, runner))
+        left = []
+        seeds: dict[str, int | None] = {}
+        for study, task in items:
+            index, counts = store.retrying(start, study, storage=study)
+            if counts["finished"] < plan.n_trials:
+                left.append((study, task))
+                seeds[task] = run_seed(plan, study.study_name, index)
+                if seeds[task] is not None:
+                    study.sampler = plan.sampler(task, seeds[task])
+        if not left:
+            show(force=True)
+            for line in [*lines.values(), total]:
+                line.close()
             return
-        seed = run_seed(plan, study.study_name, index)
-        if seed is not None:
-            study.sampler = plan.sampler(seed)
         timeout = config.budget.timeout
         deadline = time.monotonic() + timeout if timeout else None
-        searcher = OptunaSearcher(study, plan, task, runner, deadline, seed=seed)
-        scheduler = recording_stops(_shared(plan.scheduler(), study, searcher), searcher)
-        callback = make_callback(searcher, line, study.study_name, plan.n_trials, config.objectives)
+        resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
+        budgets = {task: RunBudget(study, resources, timeout, config.budget.device_hours)
+                   for study, task in left}
+        left = [(study, task) for study, task in left if not budgets[task].exhausted()]
+        if not left:
+            show(force=True)
+            for line in [*lines.values(), total]:
+                line.close()
+            return
+        searchers, schedulers, callbacks = {}, {}, {}
+        for study, task in left:
+            searcher = OptunaSearcher(study, plan, task, runner, deadline, budgets[task], seed=seeds[task])
+            searchers[task] = searcher
+            schedulers[task] = recording_stops(_shared(plan.scheduler(), study, searcher), searcher)
+            callbacks[task] = make_callback(searcher, lines[task], study.study_name, plan.n_trials,
+                                            config.objectives, after=(lambda: show()) if several else None)
+        if len(left) == 1:
+            task = left[0][1]
+            search_alg: Any = searchers[task]
+            scheduler: Any = schedulers[task]
+            callback: Any = callbacks[task]
+            task_of: Any = lambda trial_id, only=task: only  # noqa: E731
+        else:
+            from genft_search.tune._at_once import TaskScheduler, TaskSearcher, routing_callback
+
+            search_alg = TaskSearcher(searchers, tasks_at_once or len(left))
+            scheduler = TaskScheduler(schedulers, search_alg)
+            callback = routing_callback(callbacks, search_alg)
+            task_of = search_alg.owner.get
+        stopper = CombinedStopper(
+            budget_stopper({t: (budgets[t], searchers[t].running_since) for t in searchers}, task_of),
+            lost_store_stopper(list(searchers.values())))
         objective = config.objectives[0]
         runs = resolve_runs_dir(runs_dir)
+        label = left[0][1] if len(left) == 1 else f"{len(left)}tasks"
         clean_runs(runs)
-        name = run_name(config.name, task)
+        name = run_name(config.name, label)
+        private_dir(runs, name)
         claim_run(runs, name, runner)
-        resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
         trainable = tune.with_resources(_checkpoints.resuming(plan.trainable), resources)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=searcher,
+                search_alg=search_alg,
                 scheduler=scheduler,
                 metric=objective.metric,
                 mode="max" if objective.direction == "maximize" else "min",
                 num_samples=-1,
-                max_concurrent_trials=concurrency,
+                # paused trials are live: a live-trial cap would stop one_epoch_topk from starting the
+                # configurations it waits for (Ray then runs what the resources fit)
+                max_concurrent_trials=None if config.scheduler.name == "one_epoch_topk" else concurrency,
                 reuse_actors=True,
                 time_budget_s=timeout,
                 trial_dirname_creator=lambda trial: f"t{trial.trial_id}",
@@ -353,8 +429,8 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
                 name=name,
                 storage_path=runs,
                 verbose=0,
-                stop=lost_store_stopper(searcher),
                 callbacks=[callback],
+                stop=stopper,
                 failure_config=tune.FailureConfig(max_failures=0),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 log_to_file=True,
@@ -364,14 +440,18 @@ def _run_task(plan: StudyPlan, study: optuna.Study, task: str, runner: store.Run
             with tune_env():
                 tuner.fit()
         except KeyboardInterrupt:
-            searcher.abandon("the runner was interrupted")
+            for searcher in searchers.values():
+                searcher.abandon("the runner was interrupted")
             raise
         finally:
-            timed_out = deadline is not None and time.monotonic() >= deadline
-            searcher.abandon("stopped by budget.timeout before its last epoch" if timed_out
-                             else "the runner stopped before the trial finished")
-            show()
+            for task, searcher in searchers.items():
+                cut = budgets[task].exhausted(searcher.running_since())
+                searcher.abandon(cut or "the runner stopped before the trial finished", cut=cut is not None)
+            show(force=True)
+            for line in [*lines.values(), total]:
+                line.close()
             if not os.environ.get("GENFT_KEEP_RUNS"):
                 remove_run(runs, name)
-        if searcher.lost is not None:
-            raise searcher.lost  # its trials stay RUNNING; the next run gives them up and retries them
+        lost = next((s.lost for s in searchers.values() if s.lost is not None), None)
+        if lost is not None:
+            raise lost  # its trials stay RUNNING; the next run gives them up and retries them

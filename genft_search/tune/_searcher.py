@@ -22,6 +22,7 @@ from ray.tune.search import Searcher
 from genft_search import store
 from genft_search.errors import StoreUnavailable
 from genft_search.tune import _checkpoints
+from genft_search.tune._budget import RunBudget
 from genft_search.tune._plan import BUDGET_KEY, StudyPlan
 
 __all__ = ["OptunaSearcher"]
@@ -44,6 +45,7 @@ class _Live:
     last: dict[str, Any] | None = None
     started: float = field(default_factory=time.monotonic)
     resumed: list[int] = field(default_factory=list)  # the trials it retries (their checkpoints)
+    cost: dict[str, Any] | None = None  # what it used, once it ended (counted into the budget once)
 
 
 def is_finite(value: Any) -> TypeGuard[int | float]:
@@ -77,7 +79,8 @@ class OptunaSearcher(Searcher):
     """
 
     def __init__(self, study: optuna.Study, plan: StudyPlan, task: str, runner: store.Runner,
-                 deadline: float | None = None, seed: int | None = None) -> None:
+                 deadline: float | None = None, budget: RunBudget | None = None,
+                 seed: int | None = None) -> None:
         objectives = plan.config.objectives
         mode = "max" if objectives[0].direction == "maximize" else "min"
         super().__init__(metric=objectives[0].metric, mode=mode)
@@ -90,6 +93,8 @@ class OptunaSearcher(Searcher):
         self._runner = runner
         self._deadline = deadline
         self._seed = seed
+        self._budget = budget
+        self._resources = {"cpu": plan.config.resources.cpu, "gpu": plan.config.resources.gpu}
         self._live: dict[str, _Live] = {}
         self._errored: dict[str, _Live] = {}
         self._stopped: set[str] = set()
@@ -127,6 +132,8 @@ class OptunaSearcher(Searcher):
     # Ray's stubs leave out the FINISHED string that its own Searcher API documents
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if self.study is None or self.lost is not None:  # detached copy, or the store is gone
+            return self.FINISHED
+        if self._budget is not None and self._budget.exhausted(self.running_since()):
             return self.FINISHED
         now = time.monotonic()
         if now < self._idle_until:
@@ -181,6 +188,16 @@ class OptunaSearcher(Searcher):
         live = self._live.get(trial_id)
         return live.trial.number if live is not None else None
 
+    def mark_started(self, trial_id: str) -> None:
+        """Its device time starts now (a trial may wait for resources after ``suggest``)."""
+        live = self._live.get(trial_id)
+        if live is not None:
+            live.started = time.monotonic()
+
+    def running_since(self) -> list[float]:
+        """Start times of the trials running now (what the device budget counts)."""
+        return [live.started for live in self._live.values()]
+
     def mark_stopped(self, trial_id: str) -> None:
         self._stopped.add(trial_id)
 
@@ -195,16 +212,17 @@ class OptunaSearcher(Searcher):
             self._tell(live, TrialState.FAIL, None, self._fail_attrs(live, reason))
             self._forget_checkpoints(live)  # the trial's own failure: no retry continues from them
 
-    def abandon(self, reason: str) -> None:
+    def abandon(self, reason: str, cut: bool = False) -> None:
         """Trials this runner can no longer finish (interrupt, timeout, end of run): FAIL, not counted,
-        and re-enqueued (:func:`genft_search.store.give_up_trial`)."""
+        and re-enqueued (:func:`genft_search.store.give_up_trial`; ``cut``: the budget ran out, so a
+        retry is re-enqueued again too)."""
         for trial_id in list(self._errored):
             live = self._errored.pop(trial_id)
             self._tell(live, TrialState.FAIL, None, self._fail_attrs(live, "the trial raised an error "
                                                                              "(no details)"))
         lives = [self._live.pop(trial_id) for trial_id in list(self._live)]
         if lives and self.lost is None:
-            self._guarded(self._give_up, lives, reason)
+            self._guarded(self._give_up, lives, reason, cut)
 
     # internals -------------------------------------------------------------------------------------
     def _warn(self, message: str) -> None:
@@ -249,15 +267,18 @@ class OptunaSearcher(Searcher):
             params = self._space.sample(trial)
         return trial, params
 
-    def _give_up(self, lives: list[_Live], reason: str) -> None:
+    def _give_up(self, lives: list[_Live], reason: str, cut: bool = False) -> None:
         study = self._study
         with store.study_lock(study):
             for live in lives:
                 frozen = store.fresh_trial(study, live.trial)
-                if frozen.state == TrialState.RUNNING and live.reports:
+                if frozen.state == TrialState.RUNNING:
+                    attrs: dict[str, Any] = {store.ATTR_COST: self._cost(live)}
+                    if live.reports:
+                        attrs[store.ATTR_BUDGET] = max(live.reports)
                     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                        store.write_trial(study, frozen, {store.ATTR_BUDGET: max(live.reports)})
-                if store.give_up_trial(study, frozen, reason):
+                        store.write_trial(study, frozen, attrs)
+                if store.give_up_trial(study, frozen, reason, always=cut):
                     self.changed += 1
 
     def _resume(self, live: _Live) -> None:
@@ -303,8 +324,17 @@ class OptunaSearcher(Searcher):
             except Exception:  # given up meanwhile by another runner: the tell path says so
                 pass
 
+    def _cost(self, live: _Live) -> dict[str, Any]:
+        """The trial's cost (wall x resources, the trainable's own figures); added to the run's budget
+        the first time it is asked for."""
+        if live.cost is None:
+            live.cost = store.cost_of(time.monotonic() - live.started, self._resources, live.last or {})
+            if self._budget is not None:
+                self._budget.add(live.cost)
+        return live.cost
+
     def _fail_attrs(self, live: _Live, reason: str) -> dict[str, Any]:
-        attrs: dict[str, Any] = {store.ATTR_FAIL_REASON: reason[:1000]}
+        attrs: dict[str, Any] = {store.ATTR_FAIL_REASON: reason[:1000], store.ATTR_COST: self._cost(live)}
         if live.reports:
             attrs[store.ATTR_BUDGET] = max(live.reports)
         return attrs
@@ -340,10 +370,14 @@ class OptunaSearcher(Searcher):
         attrs[store.ATTR_METRICS] = {k: v for k, v in result.items()
                                      if k not in _RAY_KEYS and not k.startswith("config/") and is_finite(v)}
         attrs[store.ATTR_TRAIN_SECONDS] = round(time.monotonic() - live.started, 3)
+        attrs[store.ATTR_COST] = self._cost(live)
         short = target is not None and budget < target
-        if self._deadline is not None and time.monotonic() >= self._deadline and (target is None or short):
+        cut = self._budget.exhausted() if self._budget is not None else None
+        if cut is None and self._deadline is not None and time.monotonic() >= self._deadline:
+            cut = "stopped by budget.timeout before its last epoch"
+        if cut is not None and (target is None or short):
             if self.lost is None:
-                self._guarded(self._give_up, [live], "stopped by budget.timeout before its last epoch")
+                self._guarded(self._give_up, [live], cut, True)
             return
         stopped_early = short or (target is None and trial_id in self._stopped)
         self._forget_checkpoints(live)

@@ -167,3 +167,27 @@ def test_shipped_ablation_files_are_valid_and_have_a_base_for_every_task(name: s
         assert set(variant_configs(config, base)) == set(config.variants)
         study = task_study_config(config, task, base)
         assert study.budget.n_trials == len(config.variants) * len(config.seeds)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expect"),
+    [
+        ({"variants": ["full", "without_everything"]}, "variants"),
+        ({"base": "best", "from_study": "search"}, "storage: no study store at"),
+        ({"fixed": {"epochs": 2, "dropout": 1.0}}, "fixed: GenFTConfig.dropout"),
+        ({"fixed": {"epochs": 0, "lr": 0.01}}, "fixed.epochs: 0"),
+        ({"data": {"kind": "vtab1k", "root": "/nonexistent/vtab", "tasks": ["dsprites_loc"]}}, "data"),
+    ],
+)
+def test_ablate_refuses_before_creating_the_store(changes: dict[str, Any], expect: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``ablate``'s checks all run before the store exists: exit 2, one line, no store file."""
+    from genft_search.cli import main
+
+    db = tmp_path / "abl.db"
+    path = tmp_path / "abl.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, "base": "fixed", **changes, "storage": f"sqlite:///{db}"}))
+    assert main(["ablate", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {path}: " in err and expect in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["abl.yaml"]

@@ -28,7 +28,8 @@ def test_ablation_section_figures_match_the_stored_trials(studies: list[optuna.S
     sections = report_sections("abl", studies)
     assert [s.title for s in sections] == ["Ablation abl", "Parameters vs rank (paper Fig. 2)"]
     panels = {p.key: p for p in sections[0].panels}
-    assert set(panels) == {"abl-table", "abl-bars", "abl-delta", "abl_clevr_count-curves", "abl_kitti-curves"}
+    assert set(panels) == {"abl-table", "abl-bars", "abl-delta", "abl-paired", "abl_clevr_count-curves",
+                           "abl_kitti-curves"}
     values = _stored(studies)
     bars = panels["abl-bars"].figure
     assert [tr.name for tr in bars.data] == [
@@ -61,3 +62,37 @@ def test_ablation_report_file(store_url: str, tmp_path: Path) -> None:
         assert f"id='{key}-panel'" in text
     assert "Not available" not in text
     assert "search/dtd" not in text  # only the ablation's studies
+
+
+def _by_seed(studies: list[optuna.Study], task: str, variant: str) -> dict[int, float]:
+    study = next(s for s in studies if s.user_attrs["task"] == task)
+    return {t.params["seed"]: t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+            if t.params["ablation"] == variant}
+
+
+def test_paired_delta_vs_full_over_seeds_with_intervals_and_marks(studies: list[optuna.Study]) -> None:
+    import numpy as np
+    from scipy import stats as sp
+
+    sections = report_sections("abl", studies)
+    panel = {p.key: p for p in sections[0].panels}["abl-paired"]
+    traces = {tr.name: tr for tr in panel.figure.data}
+    assert list(traces) == ["without_shared", "without_specific", "without_row", "without_column"]
+    marks = 0
+    for variant, trace in traces.items():
+        assert list(trace.x) == ["clevr_count", "kitti"]
+        for i, task in enumerate(trace.x):
+            mine, full = _by_seed(studies, task, variant), _by_seed(studies, task, "full")
+            diffs = np.array([mine[s] - full[s] for s in sorted(full)])
+            if np.ptp(diffs) == 0:  # the same model (without_specific with b = 0): no spread, Δ exact
+                low = high = diffs.mean()
+            else:
+                low, high = sp.t.interval(0.95, len(diffs) - 1, loc=diffs.mean(), scale=sp.sem(diffs))
+            assert trace.y[i] == pytest.approx(diffs.mean())
+            assert trace.error_y.arrayminus[i] == pytest.approx(diffs.mean() - low)
+            assert trace.error_y.array[i] == pytest.approx(high - diffs.mean())
+            significant = low > 0 or high < 0
+            assert trace.text[i] == ("*" if significant else "")
+            marks += significant
+    assert panel.html.count("<tr") == 1 + 4 * 2 and panel.html.count("<td>*</td>") == marks
+    assert panel.html.count("<td>paired</td>") == 8

@@ -41,13 +41,14 @@ def _train(trial: optuna.Trial) -> float:
     return acc
 
 
-def make_search_study(url: str, name: str = "search", task: str = "dtd", n_trials: int = 24) -> optuna.Study:
+def make_search_study(url: str, name: str = "search", task: str = "dtd", n_trials: int = 24,
+                      seed: int = 3) -> optuna.Study:
     """A finished search study named ``<name>/<task>`` as ``genft-search run`` leaves it."""
     study = optuna.create_study(
         study_name=f"{name}/{task}",
         storage=url,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=3, n_startup_trials=6),
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=6),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
     )
     config = {

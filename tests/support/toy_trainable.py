@@ -2,6 +2,7 @@
 
 It follows the trainable contract (docs/internals.md): one ``ray.tune.report`` per epoch with
 ``epoch`` (1-based), ``score``, ``val_top1``, ``val_loss``, ``train_loss``, ``trainable_params``,
+``examples_per_second`` and ``peak_rss_mb`` (its cost),
 and a non-finite loss raises ``FloatingPointError``. ``nan_at_epoch`` makes the loss NaN on purpose;
 ``sleep`` slows an epoch down (for kill tests); ``crash`` raises a plain error; ``handicap`` lowers the
 reported accuracy and slows each epoch by 0.3 s (so a scheduler has seen better trials first).
@@ -15,6 +16,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from trainables.common import usage_metrics
 
 
 def _data(seed: int) -> tuple[torch.Tensor, ...]:
@@ -36,6 +39,7 @@ def train(config: dict[str, Any]) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=float(config.get("lr", 0.1)))
     loss_fn = nn.CrossEntropyLoss()
     n_params = sum(p.numel() for p in model.parameters())
+    started = time.perf_counter()
     for epoch in range(1, int(config.get("epochs", 4)) + 1):
         if config.get("crash") and epoch == 2:
             raise RuntimeError("toy trainable crashed on purpose")
@@ -59,4 +63,6 @@ def train(config: dict[str, Any]) -> None:
         if delay:
             time.sleep(delay)
         ray.tune.report({"epoch": epoch, "score": acc, "val_top1": acc, "val_loss": val_loss,
-                         "train_loss": float(loss), "trainable_params": n_params})
+                         "train_loss": float(loss), "trainable_params": n_params,
+                         "examples_per_second": len(xtr) * epoch / (time.perf_counter() - started),
+                         **usage_metrics("cpu")})

@@ -44,6 +44,9 @@ def test_learns_above_chance_and_reports_each_epoch(band_root: Path) -> None:
     assert reports[-1]["train_loss"] < reports[0]["train_loss"]
     # GenFT on the built-in ViT (width 128, 4 blocks), a = 16, b = 2: 4·a·d + 2·L·b·d
     assert reports[-1]["trainable_params"] == 4 * 16 * 128 + 2 * 4 * 2 * 128
+    # the trial's cost: throughput over the 96 training images, peak RSS of this process (CPU)
+    assert all(r["examples_per_second"] > 0 for r in reports)
+    assert reports[-1]["peak_rss_mb"] >= reports[0]["peak_rss_mb"] > 50
 
 
 def test_resume_continues_exactly_where_the_run_stopped(band_root: Path, monkeypatch) -> None:

@@ -54,7 +54,7 @@ def test_run_seed_is_the_files_first_then_derived_per_run(write_study, unique_na
     assert run_seed(plan, f"{unique_name}/b", 1) != seeds[1]
     first = []
     for seed in seeds[:2]:
-        study = optuna.create_study(sampler=plan.sampler(seed))
+        study = optuna.create_study(sampler=plan.sampler(seed=seed))
         first.append(study.ask().suggest_float("x", 0, 1))
     assert first[0] != first[1]
     unseeded = plan_study(load_study_config(write_study(toy_study(unique_name, sampler={"name": "tpe"}),
