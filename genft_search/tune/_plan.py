@@ -308,7 +308,7 @@ def _max_budget(config: StudyConfig) -> int | None:
 def _random_search_note(config: StudyConfig, n_trials: int) -> list[str]:
     """A model-based sampler draws its first ``n_startup_trials`` points at random; a study with no more
     trials than that is random search, whatever the file says."""
-    cls = getattr(optuna.samplers, SAMPLERS[config.sampler.name])
+    cls = _resolve(SAMPLERS[config.sampler.name], optuna.samplers)
     parameter = inspect.signature(cls.__init__).parameters.get("n_startup_trials")
     if parameter is None:
         return []

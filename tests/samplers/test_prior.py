@@ -182,7 +182,7 @@ def test_the_paper_setting_of_the_task_is_the_prior() -> None:
 
 
 def test_warm_start_rows_give_the_prior() -> None:
-    plan = _plan({"name": "prior", "confidence": "low"}, warm_start=[{"lr": 0.2, "width": 16, "x": 1}])
+    plan = _plan({"name": "prior", "confidence": "low"}, warm_start=[{"lr": 0.2, "width": 16}])
     sampler = plan.sampler("a")
     assert isinstance(sampler, PriorSampler) and sampler.prior == {"lr": 0.2, "width": 16}
 
