@@ -18,7 +18,7 @@ import yaml
 from optuna.trial import TrialState
 
 from genft_search import store
-from tests.support.engine import run_cli, toy_study
+from tests.support.engine import load_trials, run_cli, toy_study
 
 pytestmark = pytest.mark.slow
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -29,14 +29,6 @@ def _start(path, url, log):
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _trials(url, name):
-    rdb = optuna.storages.RDBStorage(url)
-    try:
-        return optuna.load_study(study_name=name, storage=rdb).get_trials()
-    except KeyError:
-        return []
-    finally:
-        rdb.engine.dispose()
 
 
 def _wait_for(predicate, proc, timeout=240.0):
@@ -66,7 +58,7 @@ def test_sigkill_mid_study_then_rerun(any_url, unique_name, tmp_path):
         proc = _start(path, any_url, log)
         try:
             def mid_study():
-                trials = _trials(any_url, name)
+                trials = load_trials(any_url, name)
                 finished = [t for t in trials if t.state.is_finished()]
                 running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
                 return len(finished) >= 2 and running
@@ -75,14 +67,14 @@ def test_sigkill_mid_study_then_rerun(any_url, unique_name, tmp_path):
         finally:
             os.killpg(proc.pid, signal.SIGKILL)  # the runner and its local Ray, like a machine crash
             proc.wait(timeout=60)
-    before = {t.number: t for t in _trials(any_url, name)}
+    before = {t.number: t for t in load_trials(any_url, name)}
     orphans = [n for n, t in before.items() if t.state == TrialState.RUNNING]
     finished_before = {n: (t.state, t.values, t.params) for n, t in before.items() if t.state.is_finished()}
     assert orphans and len(finished_before) >= 2
 
     result = run_cli("run", str(path), "--storage", any_url, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    after = {t.number: t for t in _trials(any_url, name)}
+    after = {t.number: t for t in load_trials(any_url, name)}
     assert all(t.state not in (TrialState.RUNNING, TrialState.WAITING) for t in after.values())
     assert {n: (after[n].state, after[n].values, after[n].params) for n in finished_before} == finished_before
     for number in orphans:
@@ -115,7 +107,7 @@ def test_two_runners_share_one_postgres_study(pg_url, unique_name, tmp_path):
                     os.killpg(p.pid, signal.SIGKILL)
     output = [(tmp_path / f"runner{i}.log").read_text() for i in range(2)]
     assert codes == [0, 0], output
-    trials = _trials(pg_url, f"{unique_name}/a")
+    trials = load_trials(pg_url, f"{unique_name}/a")
     assert len(trials) == n_trials, "the study lock keeps the total exact across runners"
     assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     runners = {t.system_attrs.get(store.ATTR_RUNNER) for t in trials}

@@ -48,3 +48,17 @@ def storage_of(url: str):
     import optuna
 
     return optuna.storages.RDBStorage(url)
+
+
+def load_trials(url: str, name: str) -> list[Any]:
+    """Every trial of study ``name`` in the store at ``url`` ([] while it does not exist), read with a
+    fresh connection as another process would."""
+    import optuna
+
+    rdb = optuna.storages.RDBStorage(url)
+    try:
+        return optuna.load_study(study_name=name, storage=rdb).get_trials()
+    except KeyError:
+        return []
+    finally:
+        rdb.engine.dispose()

@@ -26,7 +26,7 @@ import yaml
 from optuna.trial import TrialState
 
 from genft_search import store
-from tests.support.engine import PG_HOST, PG_PORT, REPO, run_cli, toy_study
+from tests.support.engine import PG_HOST, PG_PORT, REPO, load_trials, run_cli, toy_study
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -59,14 +59,6 @@ def _start(args: list[str], log: Path, env: dict[str, str] | None = None,
                                 cwd=REPO, env={**os.environ, **(env or {})}, start_new_session=True)
 
 
-def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    rdb = optuna.storages.RDBStorage(url)
-    try:
-        return optuna.load_study(study_name=name, storage=rdb).get_trials()
-    except KeyError:
-        return []
-    finally:
-        rdb.engine.dispose()
 
 
 def _wait_for(predicate: Callable[[], Any], procs: list[subprocess.Popen[bytes]],
@@ -112,7 +104,7 @@ def test_runner_on_another_host_with_a_skewed_clock_takes_no_live_trial(any_url,
     procs = [live]
     try:
         def live_trial_mid_way() -> list[int]:
-            return [t.number for t in _trials(any_url, name)
+            return [t.number for t in load_trials(any_url, name)
                     if t.state == TrialState.RUNNING and t.intermediate_values]
 
         running = _wait_for(live_trial_mid_way, procs)
@@ -140,7 +132,7 @@ def test_runner_on_another_host_with_a_skewed_clock_takes_no_live_trial(any_url,
         _kill(procs)
     logs = {n: (tmp_path / f"{n}.log").read_text() for n in ("live", "other")}
     assert codes == [0, 0], logs
-    trials = _trials(any_url, name)
+    trials = load_trials(any_url, name)
     _assert_exact(trials, n_trials)
     assert all(t.state == TrialState.COMPLETE for t in trials), [(t.number, t.user_attrs) for t in trials]
     assert len(trials) == n_trials, "no trial was given up (so none was retried)"
@@ -166,7 +158,7 @@ def test_postgres_cut_for_10s_mid_trial(pg_proxy, pg_url, unique_name, tmp_path)
     name = f"{unique_name}/a"
     runner = _start(["run", str(path), "--storage", url], tmp_path / "run.log")
     try:
-        _wait_for(lambda: [t for t in _trials(pg_url, name)
+        _wait_for(lambda: [t for t in load_trials(pg_url, name)
                            if t.state == TrialState.RUNNING and t.intermediate_values], [runner])
         cut_at, before = time.monotonic(), proxy.connections
         with proxy.down():
@@ -180,7 +172,7 @@ def test_postgres_cut_for_10s_mid_trial(pg_proxy, pg_url, unique_name, tmp_path)
     assert code == 0, log
     assert outage >= 10
     assert "Traceback" not in log and "warning" not in log, log
-    trials = _trials(pg_url, name)
+    trials = load_trials(pg_url, name)
     _assert_exact(trials, n_trials)
     assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) == n_trials
     assert all(sorted(t.intermediate_values) == [1, 2, 3, 4] for t in trials), "no epoch was lost"
@@ -198,7 +190,7 @@ def test_store_gone_longer_than_the_window_ends_with_exit_3_and_one_line(pg_prox
     runner = _start(["run", str(path), "--storage", url, "--quiet"], tmp_path / "run.log",
                     env={store.STORE_RETRY_ENV: "4"})
     try:
-        _wait_for(lambda: [t for t in _trials(pg_url, name)
+        _wait_for(lambda: [t for t in load_trials(pg_url, name)
                            if t.state == TrialState.RUNNING and t.intermediate_values], [runner])
         proxy.cut()
         cut_at = time.monotonic()
@@ -215,12 +207,12 @@ def test_store_gone_longer_than_the_window_ends_with_exit_3_and_one_line(pg_prox
     assert "has been unreachable for 4 s" in lines[0] and "run the same command again" in lines[0]
     assert ended_after < 60, ended_after
     print(f"runner ended {ended_after:.1f} s after the cut (window 4 s)")
-    left = [t for t in _trials(pg_url, name) if t.state == TrialState.RUNNING]
+    left = [t for t in load_trials(pg_url, name) if t.state == TrialState.RUNNING]
     assert left, "the lost runner's trial stays RUNNING for the next run to recover"
 
     again = run_cli("run", str(path), "--storage", url, "--quiet", cwd=REPO)
     assert again.returncode == 0, again.stdout + again.stderr
-    trials = _trials(pg_url, name)
+    trials = load_trials(pg_url, name)
     _assert_exact(trials, n_trials)
     for trial in left:
         recovered = next(t for t in trials if t.number == trial.number)
@@ -242,7 +234,7 @@ def test_two_seeded_runners_never_evaluate_a_point_twice(any_url, unique_name, t
         _kill(procs)
     logs = [(tmp_path / f"r{i}.log").read_text() for i in range(2)]
     assert codes == [0, 0], logs
-    trials = _trials(any_url, name)
+    trials = load_trials(any_url, name)
     _assert_exact(trials, n_trials)
     assert len(trials) == n_trials
     points = [t.params["x"] for t in trials]
@@ -255,7 +247,7 @@ def test_two_seeded_runners_never_evaluate_a_point_twice(any_url, unique_name, t
     # resumed with a larger budget: new points again, under a third seed
     more = run_cli("run", str(path), "--storage", any_url, "--quiet", "--n-trials", "9", cwd=REPO)
     assert more.returncode == 0, more.stderr
-    trials = _trials(any_url, name)
+    trials = load_trials(any_url, name)
     assert len(trials) == 9 and len({t.params["x"] for t in trials}) == 9
     assert len({t.system_attrs[store.ATTR_SAMPLER_SEED] for t in trials}) == 3
 
@@ -269,7 +261,7 @@ def test_survivor_finishes_a_killed_runners_work(any_url, unique_name, tmp_path)
     doomed, survivor = procs
     try:
         def doomed_mid_trial() -> list[int]:
-            trials = _trials(any_url, name)
+            trials = load_trials(any_url, name)
             mine = [t.number for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
                     and _owner_pid(t) == doomed.pid]
             theirs = [t for t in trials if _owner_pid(t) == survivor.pid]
@@ -286,7 +278,7 @@ def test_survivor_finishes_a_killed_runners_work(any_url, unique_name, tmp_path)
     log = (tmp_path / "r1.log").read_text()
     assert code == 0, log
     assert "Traceback" not in log
-    trials = _trials(any_url, name)
+    trials = load_trials(any_url, name)
     _assert_exact(trials, n_trials)
     for number in orphaned:
         dead = next(t for t in trials if t.number == number)
@@ -314,7 +306,7 @@ def test_a_result_finished_after_another_runner_gave_its_trial_up_is_kept(sqlite
     def give_up_mid_trial() -> None:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            running = [t for t in _trials(sqlite_url, name)
+            running = [t for t in load_trials(sqlite_url, name)
                        if t.state == TrialState.RUNNING and t.intermediate_values]
             if running:
                 rdb = optuna.storages.RDBStorage(sqlite_url)

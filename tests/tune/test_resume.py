@@ -22,21 +22,13 @@ from optuna.trial import TrialState
 from genft_search import store
 from genft_search.tune import _checkpoints
 from tests.support.checkpoint_trainable import score
-from tests.support.engine import run_cli, toy_study
+from tests.support.engine import load_trials, run_cli, toy_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 EPOCHS = 5
 
 
-def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    rdb = optuna.storages.RDBStorage(url)
-    try:
-        return optuna.load_study(study_name=name, storage=rdb).get_trials()
-    except KeyError:
-        return []
-    finally:
-        rdb.engine.dispose()
 
 
 def _doc(name: str, n_trials: int) -> dict:
@@ -68,7 +60,7 @@ def test_sigkill_at_epoch_2_then_rerun_resumes_at_epoch_3(backend, unique_name, 
             while victim is None:
                 assert time.monotonic() < deadline, "no trial reached epoch 2"
                 assert proc.poll() is None, (tmp_path / "first.log").read_text()
-                for trial in _trials(url, name):
+                for trial in load_trials(url, name):
                     kept = _checkpoints.kept(name, trial.number)
                     if trial.state == TrialState.RUNNING and kept is not None and kept.step >= 2:
                         victim = trial.number
@@ -79,14 +71,14 @@ def test_sigkill_at_epoch_2_then_rerun_resumes_at_epoch_3(backend, unique_name, 
 
     study_folder = ckpt_root / _checkpoints._folder(name, 0).parent.name
     assert stat.S_IMODE(study_folder.stat().st_mode) == 0o700, "checkpoints are the owner's only"
-    kept = {t.number: _checkpoints.kept(name, t.number) for t in _trials(url, name)
+    kept = {t.number: _checkpoints.kept(name, t.number) for t in load_trials(url, name)
             if t.state == TrialState.RUNNING}
     assert kept[victim] is not None and kept[victim].step >= 2
 
     result = run_cli("run", str(path), "--storage", url, cwd=tmp_path,
                      env={"GENFT_CHECKPOINT_DIR": str(ckpt_root)})
     assert result.returncode == 0, result.stdout + result.stderr
-    after = {t.number: t for t in _trials(url, name)}
+    after = {t.number: t for t in load_trials(url, name)}
     assert all(t.state not in (TrialState.RUNNING, TrialState.WAITING) for t in after.values())
     retries = [t for t in after.values() if t.user_attrs.get(store.ATTR_RETRY_OF) == victim]
     assert len(retries) == 1
