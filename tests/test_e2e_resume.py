@@ -54,6 +54,7 @@ def test_sigkill_mid_study_then_rerun(any_url, unique_name, tmp_path):
     path = tmp_path / "kill.yaml"
     path.write_text(yaml.safe_dump(doc))
     name = f"{unique_name}/a"
+    store.open_storage(any_url, create=True).engine.dispose()  # polled below before the runner creates it
     with open(tmp_path / "first.log", "w") as log:
         proc = _start(path, any_url, log)
         try:

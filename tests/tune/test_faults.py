@@ -302,6 +302,8 @@ def test_a_result_finished_after_another_runner_gave_its_trial_up_is_kept(sqlite
     path = _study_file(tmp_path, unique_name, n_trials=2, epochs=3, sleep=1.0)
     name = f"{unique_name}/a"
     given_up: list[int] = []
+    # the polling thread's plain Optuna client would create a new store's schema beside the runner
+    store.open_storage(sqlite_url, create=True).engine.dispose()
 
     def give_up_mid_trial() -> None:
         deadline = time.monotonic() + 180

@@ -45,6 +45,7 @@ def test_sigkill_at_epoch_2_then_rerun_resumes_at_epoch_3(backend, unique_name, 
                                                            monkeypatch):
     url = (f"sqlite:///{tmp_path / 'resume.db'}" if backend == "sqlite"
            else request.getfixturevalue("pg_url"))
+    store.open_storage(url, create=True).engine.dispose()  # polled below before the runner creates it
     ckpt_root = tmp_path / "checkpoints"
     monkeypatch.setenv("GENFT_CHECKPOINT_DIR", str(ckpt_root))
     path = tmp_path / "resume.yaml"
