@@ -33,6 +33,28 @@ def test_rendered_position_and_orientation_follow_the_latents() -> None:
     assert np.ptp(np.nonzero(turned)[0]) > np.ptp(np.nonzero(turned)[1])
 
 
+@pytest.mark.parametrize("shape", dsprites.SHAPES)
+def test_each_shape_renders_alike_exactly_at_its_symmetry_angle(shape: str) -> None:
+    # the README's ceiling rests on this: orientations one symmetry angle apart are the same image
+    index = dsprites.SHAPES.index(shape)
+    step = dsprites.NUM_ORIENTATIONS // dsprites.ROTATIONAL_SYMMETRY[shape]
+    turns = dsprites.NUM_ORIENTATIONS
+    same = [
+        (dsprites.render(index, s, o, 16, 9) == dsprites.render(index, s, (o + step) % turns, 16, 9)).mean()
+        for s in (0, 5) for o in range(turns)
+    ]
+    assert np.mean(same) > 0.999  # equal but for a few boundary pixels of float rounding
+    if step < dsprites.NUM_ORIENTATIONS:
+        half = dsprites.render(index, 5, 3, 16, 9) != dsprites.render(index, 5, 3 + step // 2, 16, 9)
+        assert half.sum() > 20  # and not at half that angle
+
+
+def test_the_ceiling_of_the_orientation_task_is_about_58_percent() -> None:
+    # heart: every orientation readable; square: 1 of 4 labels; ellipse: 1 of 2 -> (1 + 1/4 + 1/2) / 3
+    assert dsprites.best_possible_accuracy("dsprites_ori") == pytest.approx(7 / 12)
+    assert dsprites.best_possible_accuracy("dsprites_loc") == 1.0
+
+
 def test_written_task_is_a_vtab1k_folder_with_matching_labels(tmp_path: Path) -> None:
     folder = tmp_path / "dsprites_loc"
     dsprites.write_vtab_task(folder, "dsprites_loc", seed=0, n_test=30)
