@@ -3,7 +3,9 @@
 Per task and variant: mean ± sample std over seeds of the objective, Δ vs ``full``, the method's own
 trainable parameters and the dims the variant really used (the "dim 0 becomes 8" rule applied by
 ``GenFTConfig.resolve``). Averaged over tasks: the mean of the per-task means, ± the std over seeds
-of the per-seed task averages. The paper's Table 12/13 numbers sit beside tasks it reports.
+of the per-seed task averages. The paper's Table 12/13 numbers sit beside tasks it reports. Each row
+also carries its curves' late gain (the objective's rise over the last quarter of the epochs, mean over
+seeds), so a ranking read while the curves still rise says so.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ __all__ = ["AVERAGE", "AblationTable", "ablation_runs", "ablation_table", "is_ab
 
 #: study user attr marking an ablation study (value: base, variants, seeds, from_study, base setting)
 AVERAGE = "average"
+#: a row whose curves rose by at least this much (metric points) over their last quarter is still rising
+RISING_GAIN = 1.0
 
 
 def is_ablation_study(study: store.StudyLike) -> bool:
@@ -60,6 +64,19 @@ def _dims(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[int | N
     return cfg.shared_dim, cfg.specific_dim, init
 
 
+def late_gain(trial: optuna.trial.FrozenTrial) -> float:
+    """The objective's rise over the last quarter of the trial's epochs (NaN under 4 epochs).
+
+    Why: variants ranked while their curves still rise may swap with more epochs; the table names them.
+    """
+    steps = sorted(trial.intermediate_values)
+    if len(steps) < 4:
+        return math.nan
+    last = steps[-1]
+    cut = max(s for s in steps if s <= last - max(1, last // 4))
+    return float(trial.intermediate_values[last] - trial.intermediate_values[cut])
+
+
 def ablation_runs(studies: Iterable[optuna.Study]) -> pd.DataFrame:
     """One row per finished trial: task, variant, seed, value, params, shared/specific dims, trial."""
     rows = []
@@ -79,12 +96,13 @@ def ablation_runs(studies: Iterable[optuna.Study]) -> pd.DataFrame:
                     "shared_dim": a,
                     "specific_dim": b,
                     "init": init,
+                    "late_gain": late_gain(trial),
                     "trial": trial.number,
                     "study": study.study_name,
                 }
             )
-    columns = ["task", "variant", "seed", "value", "params", "shared_dim", "specific_dim", "init", "trial",
-               "study"]
+    columns = ["task", "variant", "seed", "value", "params", "shared_dim", "specific_dim", "init",
+               "late_gain", "trial", "study"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -161,12 +179,34 @@ class AblationTable:
                 "init A/B: the specific factors' initialisation; * = the setting's init would keep ΔW and "
                 "its gradients at 0 with the shared factors off, so they start as the shared factors do."
             )
+        out.append(self._rising_note())
         if has_paper:
             out.append(
                 "Paper: GenFT paper Tables 12/13 (test top-1 %, ViT-B/16 IN-21k); "
                 "its average is over the same tasks."
             )
         return "\n".join(out).rstrip() + "\n"
+
+    def rising(self) -> pd.DataFrame:
+        """Per-task rows whose curves rose by ``RISING_GAIN`` points or more over their last quarter."""
+        rows = self.summary[self.summary["task"] != AVERAGE]
+        return rows[rows["late_gain"] >= RISING_GAIN]
+
+    def _rising_note(self) -> str:
+        gains = self.summary.loc[self.summary["task"] != AVERAGE, "late_gain"].dropna()
+        if gains.empty:
+            return "Late gain: not known (fewer than 4 epochs per curve)."
+        rising = self.rising()
+        if rising.empty:
+            return (
+                f"Late gain: every row's {self.metric} rose by less than {RISING_GAIN:g} point(s) over the "
+                f"last quarter of its epochs (largest {gains.max():.2f}): the ranking is not read mid-climb."
+            )
+        names = ", ".join(f"{r.task}/{r.variant} (+{r.late_gain:.2f})" for r in rising.itertuples())
+        return (
+            f"Still rising: {names} gained {RISING_GAIN:g} point(s) or more of {self.metric} over the last "
+            "quarter of the epochs (mean over seeds); more epochs could reorder these rows."
+        )
 
     def csv(self) -> str:
         buffer = io.StringIO()
@@ -181,6 +221,7 @@ class AblationTable:
             "mean",
             "std",
             "delta",
+            "late_gain",
             "paper",
             "paper_delta",
         ]
@@ -311,6 +352,7 @@ def ablation_table(studies: Sequence[optuna.Study], name: str | None = None) -> 
                     "shared_dim": _first(sel["shared_dim"]),
                     "specific_dim": _first(sel["specific_dim"]),
                     "init": _first(sel["init"]),
+                    "late_gain": _mean(sel["late_gain"]),
                     "paper": paper if paper is not None else math.nan,
                     "paper_delta": paper - paper_full
                     if paper is not None and paper_full is not None
@@ -330,6 +372,7 @@ def ablation_table(studies: Sequence[optuna.Study], name: str | None = None) -> 
             "shared_dim",
             "specific_dim",
             "init",
+            "late_gain",
             "paper",
             "paper_delta",
         ],
@@ -339,6 +382,11 @@ def ablation_table(studies: Sequence[optuna.Study], name: str | None = None) -> 
         average = _average(per_task, runs, tasks, variants)
         summary = pd.concat([per_task, average], ignore_index=True) if not average.empty else per_task
     return AblationTable(name or _common_name(studies), metric, runs, summary, tasks, variants, seeds)
+
+
+def _mean(series: pd.Series) -> float:
+    values = series.dropna()
+    return float(values.mean()) if len(values) else math.nan
 
 
 def _first(series: pd.Series) -> Any:
@@ -373,6 +421,7 @@ def _average(
                 "shared_dim": math.nan,
                 "specific_dim": math.nan,
                 "init": math.nan,
+                "late_gain": _mean(sel["late_gain"]),
                 "paper": float(paper.mean()) if len(sel) == len(tasks) and paper.notna().all() else math.nan,
                 "paper_delta": math.nan,
             }

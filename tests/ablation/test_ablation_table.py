@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from genft_search.ablation import PAPER_ABLATION, ablation_table
+from genft_search.ablation._table import RISING_GAIN, late_gain
 from genft_search.method import GenFTConfig, genft_num_parameters
 from tests.support.ablation_studies import LAYERS, D, make_ablation_studies
 
@@ -146,3 +147,30 @@ def test_only_complete_trials_count_and_one_seed_has_no_std(tmp_path: Path) -> N
     row = one.summary.iloc[0]
     assert row.n == 1 and row["std"] != row["std"]  # NaN: one seed has no spread
     assert f"| {row['mean']:.2f} |" in one.markdown()
+
+
+def test_late_gain_is_the_rise_over_the_last_quarter_and_rising_rows_are_named(stored) -> None:
+    _, studies = stored
+    table = ablation_table(studies)
+    md = table.markdown()
+    for study in studies:
+        task = study.user_attrs["task"]
+        for variant in table.variants:
+            curves = [
+                t.intermediate_values for t in study.trials
+                if t.state == optuna.trial.TrialState.COMPLETE and t.params["ablation"] == variant
+            ]
+            gain = statistics.mean(c[4] - c[3] for c in curves)  # 4 epochs: the last quarter is epoch 3 -> 4
+            row = table.summary[(table.summary.task == task) & (table.summary.variant == variant)].iloc[0]
+            assert row.late_gain == pytest.approx(gain)
+            assert (f"{task}/{variant} (+" in md) == (gain >= RISING_GAIN)
+    assert ("Still rising:" in md) == (not table.rising().empty)
+
+
+def test_a_flat_curve_is_not_rising_and_a_short_one_has_no_late_gain() -> None:
+    def trial(curve: dict[int, float]) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(value=curve[max(curve)], intermediate_values=curve)
+
+    assert late_gain(trial({e: 50.0 + (e >= 7) * 0.25 for e in range(1, 9)})) == pytest.approx(0.25)
+    assert late_gain(trial({e: 10.0 * e for e in range(1, 13)})) == pytest.approx(30.0)  # epoch 9 -> 12
+    assert late_gain(trial({1: 1.0, 2: 2.0, 3: 3.0})) != late_gain(trial({1: 1.0, 2: 2.0, 3: 3.0}))  # NaN
