@@ -8,6 +8,8 @@ the chosen trial is not trained again (``--seeds 5`` after ``--seeds 2`` trains 
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,6 +22,11 @@ from genft_search.errors import UserError
 __all__ = ["evaluate_seeds"]
 
 Evaluate = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def _say(text: str) -> None:
+    # a retraining takes minutes on a CPU: one line per seed started and finished shows it is moving
+    print(f"genft-search: {text}", file=sys.stderr, flush=True)
 
 
 def evaluate_seeds(study: optuna.Study, trial: FrozenTrial, seeds: int,
@@ -55,10 +62,19 @@ def evaluate_seeds(study: optuna.Study, trial: FrozenTrial, seeds: int,
         record = store.StudyRecord(test_evaluations=others + [done[s] for s in sorted(done)])
         record.write(study, "test_evaluations")
 
-    for seed in range(1, seeds + 1):
-        if seed not in done:
-            metrics = evaluate({**config, "seed": seed})
-            done[seed] = {"seed": seed, "trial": trial.number, "metrics": metrics}
-            save()  # after each seed: an interrupted evaluation keeps the seeds it finished
+    todo = [seed for seed in range(1, seeds + 1) if seed not in done]
+    if len(todo) < seeds:
+        kept = sorted(set(range(1, seeds + 1)) - set(todo))
+        _say(f"{study.study_name} trial #{trial.number}: seeds {kept} already stored, not retrained")
+    for count, seed in enumerate(todo, 1):
+        label = f"{study.study_name} trial #{trial.number} seed {seed} ({count}/{len(todo)} to train)"
+        _say(f"{label}: retraining on train+val, then testing once")
+        started = time.monotonic()
+        metrics = evaluate({**config, "seed": seed})
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("test_")
+                          and isinstance(v, (int, float)))
+        _say(f"{label}: {shown or 'done'} in {time.monotonic() - started:.0f} s")
+        done[seed] = {"seed": seed, "trial": trial.number, "metrics": metrics}
+        save()  # after each seed: an interrupted evaluation keeps the seeds it finished
     save()
     return [done[s] for s in range(1, seeds + 1)]

@@ -42,6 +42,9 @@ def test_seeds_store_one_evaluation_each_and_compare_shows_mean_and_std(builtin_
     assert shown.returncode == 0, shown.stderr
     out = json.loads(shown.stdout)
     assert [e["seed"] for e in out["test_seeds"]] == [1, 2]
+    # minutes per seed on a CPU: each seed's start and its test score are shown as they happen
+    assert "seed 1 (1/2 to train): retraining on train+val" in shown.stderr
+    assert "seed 2 (2/2 to train): test_top1=" in shown.stderr
     stored = optuna.load_study(study_name="tiny/dsprites_loc", storage=url).user_attrs["test_evaluations"]
     assert [(e["seed"], e["trial"]) for e in stored] == [(1, best.number), (2, best.number)]
     values = [e["metrics"]["test_top1"] for e in stored]
@@ -52,6 +55,7 @@ def test_seeds_store_one_evaluation_each_and_compare_shows_mean_and_std(builtin_
     again = run_cli("best", "tiny/dsprites_loc", "--storage", url, "--evaluate-test", "--seeds", "2")
     assert again.returncode == 0, again.stderr
     assert f"test_top1={mean_std(values)}" in again.stdout
+    assert "seeds [1, 2] already stored, not retrained" in again.stderr and "retraining" not in again.stderr
     assert optuna.load_study(study_name="tiny/dsprites_loc", storage=url).user_attrs["test_evaluations"] \
         == stored
 
