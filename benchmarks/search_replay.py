@@ -217,6 +217,40 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.3f}"
 
 
+def report(args: argparse.Namespace, results: Mapping[str, list[tuple[int | None, list[float], float]]],
+           goals: Sequence[float], rows: Sequence[Mapping[str, Any]], budgets: Sequence[int],
+           policies: Sequence[str], seconds: float, out: Any) -> None:
+    """The table and the RESULT line over the seeds run so far."""
+    epochs = len(rows[0]["curve"])
+    best = max(r["curve"][-1] for r in rows)
+    done = min(len(results[p]) for p in policies)
+    own_target = "the random policy's own"
+    print(f"# {args.task}: {len(rows)} recorded configurations x {epochs} epochs (best final {best:.2f}); "
+          f"{done} seeds, {args.trials} trials per study, {WORKERS} at once, target: best of "
+          f"{own_target if args.quick else f'{args.target_trials} simulated'} random full-budget "
+          f"trials (median {_median(goals):.2f}); top-k k={args.k}; {seconds:.0f} s", file=out)
+    head = " ".join(f"{'regret@' + str(b):>11}" for b in budgets)
+    print(f"{'policy':<15} {'epochs to target (median)':>26} {'reached':>8} {head} {'s/study':>8}", file=out)
+    medians: dict[str, float] = {}
+    for policy in policies:
+        runs = results[policy]
+        spent = [r if r is not None else math.inf for r, _, _ in runs]
+        medians[policy] = _median(spent)
+        reached = sum(r is not None for r, _, _ in runs)
+        regret = " ".join(f"{_median([g[i] for _, g, _ in runs if not math.isnan(g[i])]):>11.2f}"
+                          for i in range(len(budgets)))
+        print(f"{policy:<15} {medians[policy]:>26.1f} {reached:>5}/{len(runs):<2} {regret} "
+              f"{_median([s for _, _, s in runs]):>8.1f}", file=out)
+
+    def med(name: str) -> float:
+        return medians.get(name, math.nan)
+
+    print(f"RESULT prior_asha_over_random={_ratio(med('prior_asha'), med('random'))} "
+          f"bad_prior_over_asha={_ratio(med('bad_prior_asha'), med('tpe_asha'))} "
+          f"asha_over_random={_ratio(med('tpe_asha'), med('random'))} "
+          f"topk_over_random={_ratio(med('topk'), med('random'))}", file=out, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--table", type=Path, default=DEFAULT_TABLE)
@@ -286,34 +320,12 @@ def main(argv: list[str] | None = None) -> int:
                 results[policy].append((reached, regrets, seconds))
                 print(f"# seed {seed} {policy}: {seconds:.1f} s, epochs to target {reached}, regrets "
                       f"{' '.join(f'{r:.2f}' for r in regrets)}", file=sys.stderr, flush=True)
+            # the table so far: a run cut short still leaves its completed seeds
+            report(args, results, goals, rows, budgets, policies, time.time() - started, sys.stderr)
     finally:
         ray.shutdown()
 
-    own_target = "the random policy's own"
-    print(f"# {args.task}: {len(rows)} recorded configurations x {epochs} epochs (best final {best:.2f}); "
-          f"{args.seeds} seeds, {args.trials} trials per study, {WORKERS} at once, target: best of "
-          f"{own_target if args.quick else f'{args.target_trials} simulated'} random full-budget "
-          f"trials (median {_median(goals):.2f}); top-k k={args.k}; {time.time() - started:.0f} s")
-    head = " ".join(f"{'regret@' + str(b):>11}" for b in budgets)
-    print(f"{'policy':<15} {'epochs to target (median)':>26} {'reached':>8} {head} {'s/study':>8}")
-    medians: dict[str, float] = {}
-    for policy in policies:
-        runs = results[policy]
-        spent = [r if r is not None else math.inf for r, _, _ in runs]
-        medians[policy] = _median(spent)
-        reached = sum(r is not None for r, _, _ in runs)
-        regret = " ".join(f"{_median([g[i] for _, g, _ in runs if not math.isnan(g[i])]):>11.2f}"
-                          for i in range(len(budgets)))
-        print(f"{policy:<15} {medians[policy]:>26.1f} {reached:>5}/{len(runs):<2} {regret} "
-              f"{_median([s for _, _, s in runs]):>8.1f}")
-
-    def med(name: str) -> float:
-        return medians.get(name, math.nan)
-
-    print(f"RESULT prior_asha_over_random={_ratio(med('prior_asha'), med('random'))} "
-          f"bad_prior_over_asha={_ratio(med('bad_prior_asha'), med('tpe_asha'))} "
-          f"asha_over_random={_ratio(med('tpe_asha'), med('random'))} "
-          f"topk_over_random={_ratio(med('topk'), med('random'))}")
+    report(args, results, goals, rows, budgets, policies, time.time() - started, sys.stdout)
     return 0
 
 
