@@ -30,8 +30,8 @@ the ratios of the median epochs to target (``inf`` when a policy's median run ne
     python benchmarks/search_replay.py --quick    # 1 seed, 10 trials: the CI check
 
 ``--quick`` takes as its target the best final score of its own random study (10 trials), so the
-baseline always reaches it and the ratios are numbers (``inf`` for a policy that never does); the full
-run's target is the issue's, a simulated 100-trial random search with another seed.
+baseline always reaches it and the ratios over random are numbers (``inf`` for a policy that never
+does); the full run's target is the issue's, a simulated 100-trial random search with another seed.
 """
 
 from __future__ import annotations
