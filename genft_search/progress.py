@@ -46,6 +46,11 @@ class ProgressLine:
         self._width = 0
 
     @property
+    def enabled(self) -> bool:
+        """Whether :meth:`update` draws anything (callers skip computing snapshots otherwise)."""
+        return self._enabled
+
+    @property
     def _stream(self) -> TextIO:
         return self._own_stream or sys.stderr
 

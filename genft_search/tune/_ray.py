@@ -397,7 +397,8 @@ def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label:
         def _refresh(self, force: bool = False) -> None:
             now = time.monotonic()
             quiet = not force and now < self._next and searcher.changed == self._seen
-            if searcher.lost is not None or quiet:
+            hidden = after is None and not progress.enabled  # no line to draw: no store queries
+            if searcher.lost is not None or quiet or hidden:
                 return
             self._seen, self._next = searcher.changed, now + 1.0
             try:  # best-effort: one try, and a store that is away is left alone for a while

@@ -337,6 +337,8 @@ def _run_tasks(plan: StudyPlan, items: Sequence[tuple[optuna.Study, str]], runne
     total = ProgressLine(enabled=show_progress and several, in_place=False)
 
     def show(force: bool = False) -> None:
+        if not show_progress:  # the snapshots are store queries: none for a hidden line
+            return
         with contextlib.suppress(Exception):  # best-effort: the store may be away
             for study, task in items:
                 lines[task].update(snapshot(study, study.study_name, plan.n_trials, config.objectives),

@@ -101,8 +101,9 @@ def test_quick_mode_prints_the_result_line(tmp_path: Path) -> None:
                           text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
-    number = r"(\d+\.\d+|inf|nan)"
-    assert re.fullmatch(rf"RESULT prior_asha_over_random={number} bad_prior_over_asha={number} "
+    # the target is the random study's own best: random reaches it, so a ratio over random is no nan
+    number, either = r"(\d+\.\d+|inf)", r"(\d+\.\d+|inf|nan)"
+    assert re.fullmatch(rf"RESULT prior_asha_over_random={number} bad_prior_over_asha={either} "
                         rf"asha_over_random={number} topk_over_random={number}", lines[-1]), lines[-1]
     for policy in search_replay.POLICIES:
         assert any(line.startswith(policy + " ") for line in lines), policy

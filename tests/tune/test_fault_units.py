@@ -100,3 +100,17 @@ def test_a_bad_store_retry_window_is_one_line(monkeypatch):
     monkeypatch.setenv(store.STORE_RETRY_ENV, "-1")
     with pytest.raises(UserError, match=r"\$GENFT_STORE_RETRY_S: '-1' is not a number of seconds"):
         store.store_retry_window()
+
+
+def test_a_hidden_progress_line_queries_nothing(monkeypatch):
+    from genft_search.tune import _ray
+
+    calls: list[str] = []
+    monkeypatch.setattr(_ray, "snapshot", lambda *a, **k: calls.append("snapshot"))
+    searcher = type("S", (), {"changed": 1, "lost": None, "_study": None})()
+    for enabled, expected in ((False, []), (True, ["snapshot"])):
+        calls.clear()
+        events = _ray.make_callback(searcher, ProgressLine(enabled=enabled), "s/a", 4,  # type: ignore[arg-type]
+                                    [])
+        events.on_trial_complete(0, [], None)
+        assert calls == expected
