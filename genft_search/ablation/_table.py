@@ -205,7 +205,8 @@ class AblationTable:
         names = ", ".join(f"{r.task}/{r.variant} (+{r.late_gain:.2f})" for r in rising.itertuples())
         return (
             f"Still rising: {names} gained {RISING_GAIN:g} point(s) or more of {self.metric} over the last "
-            "quarter of the epochs (mean over seeds); more epochs could reorder these rows."
+            "quarter of the epochs (mean over seeds): differences smaller than these gains may change with "
+            "more epochs."
         )
 
     def csv(self) -> str:
