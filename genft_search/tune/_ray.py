@@ -427,12 +427,11 @@ def snapshot(study: optuna.Study, label: str, n_trials: int, objectives: list[An
                     counts["pruned"], counts["failed"], best)
 
 
-def total_snapshot(studies: list[optuna.Study], n_trials: int) -> Snapshot:
-    """The sum over the studies a run holds at once (the ``[total]`` line)."""
-    counts = [store.state_counts(study) for study in studies]
-    return Snapshot("total", sum(c["finished"] for c in counts), n_trials * len(studies),
-                    sum(c["running"] for c in counts), sum(c["complete"] for c in counts),
-                    sum(c["pruned"] for c in counts), sum(c["failed"] for c in counts))
+def total_snapshot(snaps: list[Snapshot]) -> Snapshot:
+    """The sum of the tasks' snapshots a run holds at once (the ``[total]`` line; no store reads)."""
+    return Snapshot("total", sum(s.finished for s in snaps), sum(s.n_trials for s in snaps),
+                    sum(s.running for s in snaps), sum(s.complete for s in snaps),
+                    sum(s.pruned for s in snaps), sum(s.failed for s in snaps))
 
 
 

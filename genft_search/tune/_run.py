@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +47,9 @@ from genft_search.tune._ray import (
 )
 
 __all__ = ["run_plan", "run_study", "validate_study"]
+
+#: the shortest time between two redraws of a several-task run's progress lines (trial events)
+REDRAW_S = 1.0
 
 
 def _open_or_check(plan: StudyPlan, storage: optuna.storages.RDBStorage | None, task: str,
@@ -336,15 +340,23 @@ def _run_tasks(plan: StudyPlan, items: Sequence[tuple[optuna.Study, str]], runne
     lines = {task: ProgressLine(enabled=show_progress, in_place=not several) for _, task in items}
     total = ProgressLine(enabled=show_progress and several, in_place=False)
 
+    redrawn = [-math.inf]
+
     def show(force: bool = False) -> None:
-        if not show_progress:  # the snapshots are store queries: none for a hidden line
+        """Every task's line; Ray's loop (and so every trial) waits for it, so nothing is read for lines
+        nobody sees, and the events of many tasks redraw at most every :data:`REDRAW_S` (``force``:
+        now, with unchanged lines printed again)."""
+        now = time.monotonic()
+        if not show_progress or (not force and now < redrawn[0] + REDRAW_S):
             return
+        redrawn[0] = now
         with contextlib.suppress(Exception):  # best-effort: the store may be away
+            snaps = []
             for study, task in items:
-                lines[task].update(snapshot(study, study.study_name, plan.n_trials, config.objectives),
-                                   force)
+                snaps.append(snapshot(study, study.study_name, plan.n_trials, config.objectives))
+                lines[task].update(snaps[-1], force)
             if several:
-                total.update(total_snapshot([study for study, _ in items], plan.n_trials), force)
+                total.update(total_snapshot(snaps), force)
 
     def start(study: optuna.Study) -> tuple[int, dict[str, int]]:
         with store.study_lock(study):

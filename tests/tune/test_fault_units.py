@@ -114,3 +114,33 @@ def test_a_hidden_progress_line_queries_nothing(monkeypatch):
                                     [])
         events.on_trial_complete(0, [], None)
         assert calls == expected
+
+
+def test_a_run_without_a_progress_line_reads_nothing_for_it():
+    """Ray's loop waits for the run's callback after every result, and each trainable waits for the loop:
+    with the line off (``--quiet``, benchmarks) a refresh must not read the store."""
+    from genft_search.progress import Snapshot
+    from genft_search.tune._ray import make_callback, total_snapshot
+
+    class _Searcher:
+        changed, lost = 0, None
+
+        def __init__(self) -> None:
+            self.started: list[str] = []
+
+        @property
+        def _study(self) -> optuna.Study:
+            raise AssertionError("the callback read the study for a line nobody sees")
+
+        def mark_started(self, trial_id: str) -> None:
+            self.started.append(trial_id)
+
+    searcher = _Searcher()
+    callback = make_callback(searcher, ProgressLine(enabled=False), "s/a", 4, [])  # type: ignore[arg-type]
+    trial = type("T", (), {"trial_id": "t1"})()
+    callback.on_trial_start(0, [], trial)
+    callback.on_step_end(1, [])
+    callback.on_trial_complete(2, [], trial)
+    assert searcher.started == ["t1"]
+    snaps = [Snapshot("a", 2, 4, 1, 1, 1, 0), Snapshot("b", 3, 4, 0, 2, 0, 1)]
+    assert total_snapshot(snaps) == Snapshot("total", 5, 8, 1, 3, 1, 1)
