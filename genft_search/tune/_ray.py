@@ -374,7 +374,9 @@ def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label:
             text = _error_text(trial)
             reason, lost = _error_reason(text), _lost_worker(trial, text)
             if lost:
-                reason = f"its Ray worker or node was lost ({reason})"
+                from genft_search.tune._searcher import LOST_WORKER
+
+                reason = f"{LOST_WORKER} ({reason})"
             searcher.fail(trial.trial_id, reason, requeue=lost)
             self._refresh(force=True)
 

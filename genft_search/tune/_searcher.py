@@ -37,6 +37,13 @@ _RAY_KEYS = frozenset({
 })
 
 
+#: how a trial whose Ray worker or node died is failed (the reason's start); such a trial is retried
+LOST_WORKER = "its Ray worker or node was lost"
+#: a point whose worker was lost on each of its store retries is not given up again: its FAIL counts
+#: (else a worker that can never start, e.g. a trainable that does not import there, loops forever)
+MAX_LOST_RETRIES = store.MAX_RETRIES
+
+
 @dataclass
 class _Live:
     trial: optuna.Trial
@@ -207,6 +214,11 @@ class OptunaSearcher(Searcher):
         if live is None:
             return
         if requeue:
+            lost_before = self._guarded(self._lost_in_a_row, live) or 0
+            if lost_before >= MAX_LOST_RETRIES:
+                requeue = False
+                reason = f"{reason}; lost {lost_before + 1} times in a row, not retried again"
+        if requeue:
             self._guarded(self._give_up, [live], reason)
         else:
             self._tell(live, TrialState.FAIL, None, self._fail_attrs(live, reason))
@@ -225,6 +237,15 @@ class OptunaSearcher(Searcher):
             self._guarded(self._give_up, lives, reason, cut)
 
     # internals -------------------------------------------------------------------------------------
+    def _lost_in_a_row(self, live: _Live) -> int:
+        """How many trials of ``live``'s retry chain, nearest first, ended with their worker lost."""
+        count = 0
+        for earlier in store.retry_chain(self._study, live.trial):
+            if not str(earlier.user_attrs.get(store.ATTR_FAIL_REASON, "")).startswith(LOST_WORKER):
+                break
+            count += 1
+        return count
+
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
         print(f"genft-search: warning: {message}", file=sys.stderr, flush=True)

@@ -144,3 +144,27 @@ def test_a_run_without_a_progress_line_reads_nothing_for_it():
     assert searcher.started == ["t1"]
     snaps = [Snapshot("a", 2, 4, 1, 1, 1, 0), Snapshot("b", 3, 4, 0, 2, 0, 1)]
     assert total_snapshot(snaps) == Snapshot("total", 5, 8, 1, 3, 1, 1)
+
+
+def test_a_trial_whose_worker_is_lost_again_and_again_stops_being_retried(sqlite_url, unique_name):
+    # a worker that can never start (say, the trainable does not import there) looks like a lost node;
+    # its retries end after MAX_LOST_RETRIES and the last FAIL counts, so the run cannot loop forever
+    from genft_search.config import parse_study_config
+    from genft_search.store import Runner
+    from genft_search.tune import OptunaSearcher
+    from genft_search.tune._searcher import LOST_WORKER, MAX_LOST_RETRIES
+
+    plan = plan_study(parse_study_config(toy_study(unique_name), "study.yaml"))
+    study = optuna.create_study(study_name=unique_name, storage=sqlite_url, sampler=plan.sampler(),
+                                directions=plan.config.directions)
+    searcher = OptunaSearcher(study, plan, "a", Runner.current())
+    for attempt in range(MAX_LOST_RETRIES + 1):  # the first try and its retries
+        assert searcher.suggest(f"t{attempt}") not in (None, OptunaSearcher.FINISHED)
+        searcher.fail(f"t{attempt}", f"{LOST_WORKER} (ModuleNotFoundError)", requeue=True)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * (MAX_LOST_RETRIES + 1)
+    assert [t.user_attrs.get("retry_of") for t in trials] == [None, *range(MAX_LOST_RETRIES)]
+    assert trials[-1].params == trials[0].params  # the same point each time
+    assert "not retried again" in trials[-1].user_attrs["fail_reason"]
+    assert all("not retried again" not in t.user_attrs["fail_reason"] for t in trials[:-1])
+    assert store.counted_trials(study) == 1  # only the last FAIL counts towards n_trials
