@@ -50,6 +50,7 @@ __all__ = [
     "ATTR_TRAIN_SECONDS",
     "ATTR_WARM_START",
     "DEFAULT_STORAGE",
+    "MAX_RETRIES",
     "STORAGE_ENV",
     "STORE_RETRY_ENV",
     "Heartbeat",

@@ -25,7 +25,7 @@ from genft_search.tune import _checkpoints
 from genft_search.tune._budget import RunBudget
 from genft_search.tune._plan import BUDGET_KEY, StudyPlan
 
-__all__ = ["OptunaSearcher"]
+__all__ = ["LOST_WORKER", "MAX_LOST_RETRIES", "OptunaSearcher"]
 
 logger = logging.getLogger("genft_search.tune")
 
