@@ -372,12 +372,7 @@ def make_callback(searcher: OptunaSearcher, progress: ProgressLine, study_label:
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             text = _error_text(trial)
-            reason, lost = _error_reason(text), _lost_worker(trial, text)
-            if lost:
-                from genft_search.tune._searcher import LOST_WORKER
-
-                reason = f"{LOST_WORKER} ({reason})"
-            searcher.fail(trial.trial_id, reason, requeue=lost)
+            searcher.fail(trial.trial_id, _error_reason(text), lost=_lost_worker(trial, text))
             self._refresh(force=True)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -25,7 +25,7 @@ from genft_search.tune import _checkpoints
 from genft_search.tune._budget import RunBudget
 from genft_search.tune._plan import BUDGET_KEY, StudyPlan
 
-__all__ = ["LOST_WORKER", "MAX_LOST_RETRIES", "OptunaSearcher"]
+__all__ = ["MAX_LOST_RETRIES", "OptunaSearcher"]
 
 logger = logging.getLogger("genft_search.tune")
 
@@ -208,12 +208,14 @@ class OptunaSearcher(Searcher):
     def mark_stopped(self, trial_id: str) -> None:
         self._stopped.add(trial_id)
 
-    def fail(self, trial_id: str, reason: str, requeue: bool = False) -> None:
-        """FAIL a trial that raised; ``requeue`` when it is not its fault (its worker or node died)."""
+    def fail(self, trial_id: str, reason: str, lost: bool = False) -> None:
+        """FAIL a trial that raised; ``lost``: not its fault (its worker or node died), so it is retried."""
         live = self._errored.pop(trial_id, None) or self._live.pop(trial_id, None)
         if live is None:
             return
-        if requeue:
+        requeue = lost
+        if lost:
+            reason = f"{LOST_WORKER} ({reason})"
             lost_before = self._guarded(self._lost_in_a_row, live) or 0
             if lost_before >= MAX_LOST_RETRIES:
                 requeue = False

@@ -152,7 +152,7 @@ def test_a_trial_whose_worker_is_lost_again_and_again_stops_being_retried(sqlite
     from genft_search.config import parse_study_config
     from genft_search.store import Runner
     from genft_search.tune import OptunaSearcher
-    from genft_search.tune._searcher import LOST_WORKER, MAX_LOST_RETRIES
+    from genft_search.tune._searcher import MAX_LOST_RETRIES
 
     plan = plan_study(parse_study_config(toy_study(unique_name), "study.yaml"))
     study = optuna.create_study(study_name=unique_name, storage=sqlite_url, sampler=plan.sampler(),
@@ -160,7 +160,7 @@ def test_a_trial_whose_worker_is_lost_again_and_again_stops_being_retried(sqlite
     searcher = OptunaSearcher(study, plan, "a", Runner.current())
     for attempt in range(MAX_LOST_RETRIES + 1):  # the first try and its retries
         assert searcher.suggest(f"t{attempt}") not in (None, OptunaSearcher.FINISHED)
-        searcher.fail(f"t{attempt}", f"{LOST_WORKER} (ModuleNotFoundError)", requeue=True)
+        searcher.fail(f"t{attempt}", "ModuleNotFoundError", lost=True)
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] * (MAX_LOST_RETRIES + 1)
     assert [t.user_attrs.get("retry_of") for t in trials] == [None, *range(MAX_LOST_RETRIES)]
