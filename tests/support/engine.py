@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +64,20 @@ def load_trials(url: str, name: str) -> list[Any]:
         return []
     finally:
         rdb.engine.dispose()
+
+
+def wait_for(predicate: Callable[[], Any], procs: Sequence[subprocess.Popen[bytes]],
+             logs: Sequence[Path] = (), timeout: float = 240.0, poll: float = 0.3) -> Any:
+    """``predicate()``'s first truthy value, polled while every drill process still runs (a process
+    that ends first fails the test, with the tail of its log when ``logs`` pairs one with it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        for index, proc in enumerate(procs):
+            if proc.poll() is not None:
+                tail = logs[index].read_text()[-3000:] if index < len(logs) else ""
+                raise AssertionError(f"a process ended before the drill's moment came\n{tail}")
+        time.sleep(poll)
+    raise AssertionError("timed out waiting for the drill's moment")

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import yaml
 from optuna.trial import TrialState
 
 from genft_search import store
-from tests.support.engine import PG_HOST, PG_PORT, REPO, load_trials, run_cli, toy_study
+from tests.support.engine import PG_HOST, PG_PORT, REPO, load_trials, run_cli, toy_study, wait_for
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -61,17 +60,6 @@ def _start(args: list[str], log: Path, env: dict[str, str] | None = None,
 
 
 
-def _wait_for(predicate: Callable[[], Any], procs: list[subprocess.Popen[bytes]],
-              timeout: float = 240.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        for proc in procs:
-            assert proc.poll() is None, "a runner ended before the drill's moment came"
-        time.sleep(0.3)
-    pytest.fail("timed out waiting for the drill's moment")
 
 
 def _kill(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -107,7 +95,7 @@ def test_runner_on_another_host_with_a_skewed_clock_takes_no_live_trial(any_url,
             return [t.number for t in load_trials(any_url, name)
                     if t.state == TrialState.RUNNING and t.intermediate_values]
 
-        running = _wait_for(live_trial_mid_way, procs)
+        running = wait_for(live_trial_mid_way, procs)
         other = _start(["run", str(path), "--storage", any_url, "--quiet"], tmp_path / "other.log",
                        env={"GENFT_TEST_HOST": "other-host.invalid", "GENFT_TEST_CLOCK_OFFSET_S": "600"},
                        module="tests.support.fault_runner")
@@ -125,7 +113,7 @@ def test_runner_on_another_host_with_a_skewed_clock_takes_no_live_trial(any_url,
                 rdb.engine.dispose()
             return (live_running,) if beats else ()  # type: ignore[return-value]
 
-        (overlapped,) = _wait_for(other_beats_beside_a_live_trial, procs)
+        (overlapped,) = wait_for(other_beats_beside_a_live_trial, procs)
         assert overlapped, "the other runner started when the live runner had no trial running"
         codes = [p.wait(timeout=600) for p in procs]
     finally:
@@ -158,7 +146,7 @@ def test_postgres_cut_for_10s_mid_trial(pg_proxy, pg_url, unique_name, tmp_path)
     name = f"{unique_name}/a"
     runner = _start(["run", str(path), "--storage", url], tmp_path / "run.log")
     try:
-        _wait_for(lambda: [t for t in load_trials(pg_url, name)
+        wait_for(lambda: [t for t in load_trials(pg_url, name)
                            if t.state == TrialState.RUNNING and t.intermediate_values], [runner])
         cut_at, before = time.monotonic(), proxy.connections
         with proxy.down():
@@ -190,7 +178,7 @@ def test_store_gone_longer_than_the_window_ends_with_exit_3_and_one_line(pg_prox
     runner = _start(["run", str(path), "--storage", url, "--quiet"], tmp_path / "run.log",
                     env={store.STORE_RETRY_ENV: "4"})
     try:
-        _wait_for(lambda: [t for t in load_trials(pg_url, name)
+        wait_for(lambda: [t for t in load_trials(pg_url, name)
                            if t.state == TrialState.RUNNING and t.intermediate_values], [runner])
         proxy.cut()
         cut_at = time.monotonic()
@@ -267,7 +255,7 @@ def test_survivor_finishes_a_killed_runners_work(any_url, unique_name, tmp_path)
             theirs = [t for t in trials if _owner_pid(t) == survivor.pid]
             return mine if theirs else []
 
-        orphaned = _wait_for(doomed_mid_trial, procs)
+        orphaned = wait_for(doomed_mid_trial, procs)
         os.killpg(doomed.pid, signal.SIGKILL)  # the runner and its local Ray, like a machine crash
         doomed.wait(timeout=60)
         killed_at = time.monotonic()

@@ -18,10 +18,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
@@ -30,7 +27,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from genft_search import store
-from tests.support.engine import REPO, load_trials, toy_study
+from tests.support.engine import REPO, load_trials, toy_study, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -45,17 +42,6 @@ def _start(path: Path, url: str, log: Path, env: dict[str, str]) -> subprocess.P
                                 env={**os.environ, **env}, start_new_session=True)
 
 
-def _wait_for(predicate: Callable[[], Any], procs: list[subprocess.Popen[bytes]], logs: list[Path],
-              timeout: float = 180.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        for proc, log in zip(procs, logs):
-            assert proc.poll() is None, f"a driver ended early:\n{log.read_text()[-3000:]}"
-        time.sleep(0.2)
-    pytest.fail("timed out waiting for the drill's moment")
 
 
 def _owner(trial: FrozenTrial) -> int | None:
@@ -120,9 +106,9 @@ def test_two_drivers_share_one_asha_and_end_at_exactly_n_trials(pg_url, unique_n
     pid_a, pid_b = (p.pid for p in procs)
     try:
         # both drivers hold a trial before either reports; then A's first two trials reach rung 1
-        _wait_for(lambda: {pid_a, pid_b} <= {_owner(t) for t in load_trials(pg_url, name)}, procs, logs)
+        wait_for(lambda: {pid_a, pid_b} <= {_owner(t) for t in load_trials(pg_url, name)}, procs, logs)
         gate_a.touch()
-        _wait_for(lambda: len([t for t in load_trials(pg_url, name)
+        wait_for(lambda: len([t for t in load_trials(pg_url, name)
                                if _owner(t) == pid_a and GRACE in t.intermediate_values]) >= 2, procs, logs)
         gate_b.touch()
         codes = [p.wait(timeout=300) for p in procs]
